@@ -1,0 +1,244 @@
+//! The batch consumer: a bounded prefetch, batches of up to N deliveries (or whatever arrived within the
+//! linger), settled only after the handler committed, and its own reconnect loop.
+//!
+//! The handler decides per message: `Ack`, or `DeadLetter` (undecodable, violates a rule: nack without requeue,
+//! so the queue's dead-letter exchange takes it). A handler error means "transient" (the database is down): the
+//! same batch is retried with backoff, unacknowledged, so a crash at any point redelivers it.
+
+use crate::backoff::Backoff;
+use crate::names::Names;
+use crate::topology;
+use flashsale_platform::metrics::{counter_vec, histogram_vec};
+use flashsale_platform::settings::AmqpSettings;
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use prometheus::{HistogramVec, IntCounterVec, Registry};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    Ack,
+    DeadLetter,
+}
+
+pub trait BatchHandler: Send + Sync + 'static {
+    /// One settlement per delivery, in order, once the batch's effects are committed.
+    fn handle(
+        &self,
+        batch: &[Delivery],
+    ) -> impl Future<Output = anyhow::Result<Vec<Settle>>> + Send;
+}
+
+/// `flashsale_messages_total{queue,result}` and `flashsale_consumer_batch_size{queue}`.
+#[derive(Clone)]
+pub struct ConsumerMetrics {
+    messages: IntCounterVec,
+    batch_size: HistogramVec,
+}
+
+impl ConsumerMetrics {
+    pub fn new(registry: &Registry) -> Self {
+        Self {
+            messages: counter_vec(
+                registry,
+                "flashsale_messages_total",
+                "Messages settled by consumers, by queue and result (ack, dead_letter, retry)",
+                &["queue", "result"],
+            ),
+            batch_size: histogram_vec(
+                registry,
+                "flashsale_consumer_batch_size",
+                "Deliveries handled together in one batch",
+                &["queue"],
+                &[1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0],
+            ),
+        }
+    }
+}
+
+pub struct ConsumeOptions {
+    pub role: String,
+    pub queue: String,
+    pub batch_size: usize,
+    pub linger: Duration,
+}
+
+/// Consumes until `shutdown`, reconnecting as often as needed. `connected` mirrors whether a consumer is
+/// currently attached (for readiness).
+pub async fn consume_batches<H: BatchHandler>(
+    settings: AmqpSettings,
+    names: Names,
+    opts: ConsumeOptions,
+    handler: Arc<H>,
+    metrics: ConsumerMetrics,
+    connected: Arc<AtomicBool>,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Backoff::new(
+        Duration::from_millis(settings.reconnect_min_ms),
+        Duration::from_millis(settings.reconnect_max_ms),
+    );
+    while !shutdown.is_cancelled() {
+        match session(&settings, &names, &opts, &*handler, &metrics, &connected, &mut backoff, &shutdown).await {
+            Ok(()) => {}
+            Err(error) => {
+                tracing::warn!(queue = %opts.queue, error = format!("{error:#}"), "consumer session ended");
+            }
+        }
+        connected.store(false, Ordering::Relaxed);
+        let delay = backoff.next_delay();
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+    tracing::info!(queue = %opts.queue, "consumer stopped");
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn session<H: BatchHandler>(
+    settings: &AmqpSettings,
+    names: &Names,
+    opts: &ConsumeOptions,
+    handler: &H,
+    metrics: &ConsumerMetrics,
+    connected: &AtomicBool,
+    backoff: &mut Backoff,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let conn = crate::connect(settings, &opts.role).await?;
+    let channel = conn.create_channel().await?;
+    topology::declare(&channel, names, settings, std::iter::empty()).await?;
+    channel
+        .basic_qos(settings.prefetch, BasicQosOptions::default())
+        .await?;
+    let mut consumer = channel
+        .basic_consume(
+            opts.queue.as_str().into(),
+            opts.role.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    connected.store(true, Ordering::Relaxed);
+    backoff.reset();
+    tracing::info!(queue = %opts.queue, "consuming");
+
+    let result = loop {
+        let first = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break Ok(()),
+            next = consumer.next() => next,
+        };
+        let mut batch = match first {
+            Some(Ok(d)) => vec![d],
+            Some(Err(e)) => break Err(e.into()),
+            None => break Err(anyhow::anyhow!("the broker cancelled the consumer")),
+        };
+        let deadline = Instant::now() + opts.linger;
+        let mut broken = None;
+        while batch.len() < opts.batch_size {
+            match tokio::time::timeout_at(deadline, consumer.next()).await {
+                Ok(Some(Ok(d))) => batch.push(d),
+                Ok(Some(Err(e))) => {
+                    broken = Some(anyhow::Error::from(e));
+                    break;
+                }
+                Ok(None) => {
+                    broken = Some(anyhow::anyhow!("the broker cancelled the consumer"));
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        metrics
+            .batch_size
+            .with_label_values(&[opts.queue.as_str()])
+            .observe(batch.len() as f64);
+        let Some(settles) = handle_with_retry(handler, &batch, opts, metrics, shutdown).await else {
+            // Shutting down with an uncommitted batch: leave it unacknowledged, the broker redelivers it.
+            break Ok(());
+        };
+        settle(&batch, &settles, &opts.queue, metrics).await?;
+        if let Some(e) = broken {
+            break Err(e);
+        }
+    };
+    connected.store(false, Ordering::Relaxed);
+    let _ = channel.close(200, "consumer stopping".into()).await;
+    let _ = conn.close(200, "consumer stopping".into()).await;
+    result
+}
+
+async fn handle_with_retry<H: BatchHandler>(
+    handler: &H,
+    batch: &[Delivery],
+    opts: &ConsumeOptions,
+    metrics: &ConsumerMetrics,
+    shutdown: &CancellationToken,
+) -> Option<Vec<Settle>> {
+    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
+    loop {
+        match handler.handle(batch).await {
+            Ok(settles) if settles.len() == batch.len() => return Some(settles),
+            Ok(settles) => {
+                tracing::error!(got = settles.len(), want = batch.len(), "handler settled the wrong number of messages");
+            }
+            Err(error) => {
+                metrics
+                    .messages
+                    .with_label_values(&[opts.queue.as_str(), "retry"])
+                    .inc_by(batch.len() as u64);
+                tracing::warn!(queue = %opts.queue, error = format!("{error:#}"), "batch failed; retrying");
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
+        }
+    }
+}
+
+/// Dead-letters the refused deliveries one by one, then acknowledges the rest with one `multiple` ack.
+async fn settle(
+    batch: &[Delivery],
+    settles: &[Settle],
+    queue: &str,
+    metrics: &ConsumerMetrics,
+) -> anyhow::Result<()> {
+    let mut last_ack = None;
+    let (mut acked, mut dead) = (0u64, 0u64);
+    for (delivery, settle) in batch.iter().zip(settles) {
+        match settle {
+            Settle::DeadLetter => {
+                delivery
+                    .nack(BasicNackOptions {
+                        multiple: false,
+                        requeue: false,
+                    })
+                    .await?;
+                dead += 1;
+            }
+            Settle::Ack => {
+                last_ack = Some(delivery);
+                acked += 1;
+            }
+        }
+    }
+    if let Some(delivery) = last_ack {
+        delivery.ack(BasicAckOptions { multiple: true }).await?;
+    }
+    metrics.messages.with_label_values(&[queue, "ack"]).inc_by(acked);
+    metrics
+        .messages
+        .with_label_values(&[queue, "dead_letter"])
+        .inc_by(dead);
+    Ok(())
+}

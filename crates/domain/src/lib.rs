@@ -1,0 +1,18 @@
+//! The language of flashsale: ids, money, sales, orders and the messages the services exchange.
+//!
+//! No I/O lives here, so every service and test can share these types without pulling in a driver.
+
+pub mod error;
+pub mod ids;
+pub mod messages;
+pub mod money;
+pub mod order;
+pub mod reservation;
+pub mod sale;
+
+pub use error::ErrorCode;
+pub use ids::{OrderId, SaleId, UserId};
+pub use messages::{ReservationCreated, ReservationRejected};
+pub use money::Money;
+pub use order::OrderStatus;
+pub use sale::{NewSale, SaleStatus};

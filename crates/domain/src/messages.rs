@@ -1,0 +1,80 @@
+//! Message contracts on the `events` exchange. Every message is persistent JSON with `v` (the schema version)
+//! and `message_id` = the order id, so a consumer can dedupe redeliveries and relay re-publishes.
+
+use crate::ids::{OrderId, SaleId, UserId};
+use crate::money::Money;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub const RESERVATION_CREATED: &str = "reservation.created";
+pub const RESERVATION_REJECTED: &str = "reservation.rejected";
+
+/// A buyer was answered 202: one unit block is held in Redis until `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReservationCreated {
+    pub v: u8,
+    pub order_id: OrderId,
+    pub sale_id: SaleId,
+    pub user_id: UserId,
+    pub quantity: u32,
+    pub amount: Money,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub payment_window_secs: u32,
+}
+
+impl ReservationCreated {
+    pub const VERSION: u8 = 1;
+
+    /// `reservation.created.w<secs>`: consumers bind `reservation.created.#`; each expiry wait queue binds
+    /// the one payment window whose TTL it carries, so windows never delay each other.
+    pub fn routing_key(&self) -> String {
+        routing_key_for_window(self.payment_window_secs)
+    }
+}
+
+pub fn routing_key_for_window(payment_window_secs: u32) -> String {
+    format!("{RESERVATION_CREATED}.w{payment_window_secs}")
+}
+
+/// The database's stock guard refused a reservation (Redis had lost writes); the order row says `rejected`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReservationRejected {
+    pub v: u8,
+    pub order_id: OrderId,
+    pub sale_id: SaleId,
+    pub user_id: UserId,
+    pub quantity: u32,
+    pub reason: String,
+}
+
+impl ReservationRejected {
+    pub const VERSION: u8 = 1;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn created_round_trips_with_version_and_string_money() {
+        let now = Utc::now();
+        let m = ReservationCreated {
+            v: ReservationCreated::VERSION,
+            order_id: OrderId::new_v7(),
+            sale_id: SaleId::new(7).expect("positive"),
+            user_id: UserId::parse("u1").expect("valid"),
+            quantity: 2,
+            amount: Money::from_minor(1999),
+            created_at: now,
+            expires_at: now,
+            payment_window_secs: 60,
+        };
+        let json = serde_json::to_value(&m).expect("serialises");
+        assert_eq!(json["v"], 1);
+        assert_eq!(json["amount"], "19.99");
+        assert_eq!(m.routing_key(), "reservation.created.w60");
+        let back: ReservationCreated = serde_json::from_value(json).expect("parses");
+        assert_eq!(back, m);
+    }
+}

@@ -1,0 +1,182 @@
+//! Sales: what an admin may create, and how a sale's state is named.
+
+use crate::money::Money;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub const MAX_PRODUCT_NAME_CHARS: usize = 200;
+pub const MAX_PRICE: Money = Money::from_minor(100_000_000_000); // 1,000,000,000.00
+pub const MAX_STOCK: i64 = 10_000_000;
+pub const MAX_PER_USER_LIMIT: u32 = 100;
+pub const MAX_PAYMENT_WINDOW_SECS: u32 = 86_400;
+
+/// A sale as an admin asks for it, before any rule is checked.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaleDraft {
+    pub product_name: String,
+    pub price: String,
+    pub stock: i64,
+    #[serde(default = "default_per_user_limit")]
+    pub per_user_limit: i64,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    #[serde(default = "default_payment_window_secs")]
+    pub payment_window_secs: i64,
+}
+
+fn default_per_user_limit() -> i64 {
+    1
+}
+
+fn default_payment_window_secs() -> i64 {
+    3600
+}
+
+/// A sale that satisfies every admin rule; only this type can be written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSale {
+    pub product_name: String,
+    pub price: Money,
+    pub total_stock: i64,
+    pub per_user_limit: u32,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub payment_window_secs: u32,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0}")]
+pub struct SaleRuleViolation(pub String);
+
+fn bounded(name: &str, value: i64, min: i64, max: i64) -> Result<i64, SaleRuleViolation> {
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(SaleRuleViolation(format!(
+            "{name} must be between {min} and {max}"
+        )))
+    }
+}
+
+impl TryFrom<SaleDraft> for NewSale {
+    type Error = SaleRuleViolation;
+
+    fn try_from(d: SaleDraft) -> Result<Self, SaleRuleViolation> {
+        let name_len = d.product_name.chars().count();
+        if name_len == 0 || name_len > MAX_PRODUCT_NAME_CHARS || d.product_name.trim().is_empty()
+        {
+            return Err(SaleRuleViolation(format!(
+                "product_name must be 1 to {MAX_PRODUCT_NAME_CHARS} characters"
+            )));
+        }
+        let price: Money = d
+            .price
+            .parse()
+            .map_err(|e| SaleRuleViolation(format!("price: {e}")))?;
+        if price.minor() <= 0 || price > MAX_PRICE {
+            return Err(SaleRuleViolation(format!(
+                "price must be greater than 0 and at most {MAX_PRICE}"
+            )));
+        }
+        let total_stock = bounded("stock", d.stock, 1, MAX_STOCK)?;
+        let per_user_limit =
+            bounded("per_user_limit", d.per_user_limit, 1, MAX_PER_USER_LIMIT.into())?;
+        let window = bounded(
+            "payment_window_secs",
+            d.payment_window_secs,
+            1,
+            MAX_PAYMENT_WINDOW_SECS.into(),
+        )?;
+        if d.ends_at <= d.starts_at {
+            return Err(SaleRuleViolation("ends_at must be after starts_at".into()));
+        }
+        Ok(NewSale {
+            product_name: d.product_name,
+            price,
+            total_stock,
+            // Both bounded above to small positive ranges, so the narrowing cannot fail.
+            per_user_limit: u32::try_from(per_user_limit).unwrap_or(1),
+            starts_at: d.starts_at,
+            ends_at: d.ends_at,
+            payment_window_secs: u32::try_from(window).unwrap_or(1),
+        })
+    }
+}
+
+/// What a buyer sees of a sale at this moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SaleStatus {
+    Upcoming,
+    Active,
+    SoldOut,
+    Ended,
+}
+
+impl SaleStatus {
+    pub fn at(
+        now: DateTime<Utc>,
+        starts_at: DateTime<Utc>,
+        ends_at: DateTime<Utc>,
+        remaining: i64,
+    ) -> Self {
+        if now < starts_at {
+            Self::Upcoming
+        } else if now >= ends_at {
+            Self::Ended
+        } else if remaining <= 0 {
+            Self::SoldOut
+        } else {
+            Self::Active
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    fn draft() -> SaleDraft {
+        let now = Utc::now();
+        SaleDraft {
+            product_name: "Phone".into(),
+            price: "2990.00".into(),
+            stock: 100,
+            per_user_limit: 1,
+            starts_at: now,
+            ends_at: now + Duration::hours(1),
+            payment_window_secs: 3600,
+        }
+    }
+
+    #[test]
+    fn accepts_a_valid_draft() {
+        let sale = NewSale::try_from(draft()).expect("valid");
+        assert_eq!(sale.price, Money::from_minor(299_000));
+    }
+
+    #[test]
+    fn refuses_each_broken_rule() {
+        let cases: Vec<fn(&mut SaleDraft)> = vec![
+            |d| d.product_name = String::new(),
+            |d| d.product_name = "x".repeat(201),
+            |d| d.price = "0".into(),
+            |d| d.price = "1.234".into(),
+            |d| d.price = "1000000000.01".into(),
+            |d| d.stock = 0,
+            |d| d.stock = 10_000_001,
+            |d| d.per_user_limit = 0,
+            |d| d.per_user_limit = 101,
+            |d| d.payment_window_secs = 0,
+            |d| d.payment_window_secs = 86_401,
+            |d| d.ends_at = d.starts_at,
+        ];
+        for (i, break_it) in cases.into_iter().enumerate() {
+            let mut d = draft();
+            break_it(&mut d);
+            assert!(NewSale::try_from(d).is_err(), "case {i} must be refused");
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! Every Redis key flashsale uses is built here and nowhere else.
+//!
+//! All keys of one sale share the hash tag `{sale:<id>}`, so on Redis Cluster they live on one slot and a
+//! script may touch them together. The prefix (`fs:` by default) isolates tests and tenants.
+
+use flashsale_domain::{OrderId, SaleId, UserId};
+
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn of_sale(&self, sale: SaleId, suffix: &str) -> String {
+        format!("{}{{sale:{}}}:{suffix}", self.prefix, sale.get())
+    }
+
+    /// Hash: the sale's static fields (window, limit, price, ...) and `sold`.
+    pub fn sale(&self, sale: SaleId) -> String {
+        self.of_sale(sale, "sale")
+    }
+
+    /// String: units still available.
+    pub fn stock(&self, sale: SaleId) -> String {
+        self.of_sale(sale, "stock")
+    }
+
+    /// Hash: user id → order id of the buyer's active order.
+    pub fn buyers(&self, sale: SaleId) -> String {
+        self.of_sale(sale, "buyers")
+    }
+
+    /// Sorted set: order ids whose `reservation.created` is not yet confirmed, scored by last publish attempt.
+    pub fn outbox(&self, sale: SaleId) -> String {
+        self.of_sale(sale, "outbox")
+    }
+
+    /// Hash: one reservation (user, qty, amount, created_ms, expires_ms, state).
+    pub fn reservation(&self, sale: SaleId, order: OrderId) -> String {
+        self.of_sale(sale, &format!("res:{order}"))
+    }
+
+    /// Hash: the buyer's token bucket in this sale.
+    pub fn buyer_rate(&self, sale: SaleId, user: &UserId) -> String {
+        self.of_sale(sale, &format!("rate:user:{user}"))
+    }
+
+    /// Hash: the client address's token bucket in this sale.
+    pub fn address_rate(&self, sale: SaleId, address: &str) -> String {
+        self.of_sale(sale, &format!("rate:addr:{address}"))
+    }
+
+    /// String: the first 202 of (buyer, sale, Idempotency-Key). The key has no ':' so the name is unambiguous.
+    pub fn idempotency(&self, sale: SaleId, user: &UserId, key: &str) -> String {
+        self.of_sale(sale, &format!("idem:{user}:{key}"))
+    }
+
+    /// Set of sale ids warmed into Redis: what the relay and the order look-up walk. Not tagged: it spans sales.
+    pub fn sales_index(&self) -> String {
+        format!("{}sales", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sale_keys_share_one_hash_tag() {
+        let keys = Keys::new("fs:");
+        let sale = SaleId::new(42).expect("positive");
+        assert_eq!(keys.stock(sale), "fs:{sale:42}:stock");
+        for key in [keys.sale(sale), keys.buyers(sale), keys.outbox(sale)] {
+            assert!(key.starts_with("fs:{sale:42}:"), "{key}");
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! PostgreSQL, the record of what was sold: schema, models, one function per query, the pool, migrations.
+//!
+//! Reads `postgres.url`, `postgres.pool_size`, `postgres.acquire_timeout_ms`, `postgres.run_migrations`.
+
+pub mod models;
+pub mod orders;
+pub mod pool;
+pub mod sales;
+pub mod schema;
+
+pub use pool::{Conn, PgPool, StoreError, connect, migrate, ping};

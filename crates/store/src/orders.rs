@@ -1,0 +1,91 @@
+//! Queries on `orders`.
+
+use crate::models::{NewOrderRow, OrderRow};
+use crate::schema::orders;
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use flashsale_domain::{OrderId, OrderStatus, SaleId, UserId};
+use uuid::Uuid;
+
+const ACTIVE: [&str; 2] = [
+    OrderStatus::PendingPayment.as_str(),
+    OrderStatus::Paid.as_str(),
+];
+
+pub async fn find(conn: &mut AsyncPgConnection, id: OrderId) -> QueryResult<Option<OrderRow>> {
+    orders::table
+        .find(id.as_uuid())
+        .select(OrderRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// A buyer's orders, newest first.
+pub async fn of_buyer(
+    conn: &mut AsyncPgConnection,
+    user: &UserId,
+    limit: i64,
+) -> QueryResult<Vec<OrderRow>> {
+    orders::table
+        .filter(orders::user_id.eq(user.as_str()))
+        .select(OrderRow::as_select())
+        .order((orders::created_at.desc(), orders::id.desc()))
+        .limit(limit)
+        .load(conn)
+        .await
+}
+
+/// Which of these ids are already written, with their status (redeliveries and relay re-publishes).
+pub async fn statuses(
+    conn: &mut AsyncPgConnection,
+    ids: &[Uuid],
+) -> QueryResult<Vec<(Uuid, String)>> {
+    orders::table
+        .filter(orders::id.eq_any(ids))
+        .select((orders::id, orders::status))
+        .load(conn)
+        .await
+}
+
+/// `(sale_id, user_id)` of the active orders among these sales and buyers (a superset filter; callers
+/// match pairs).
+pub async fn active_buyers(
+    conn: &mut AsyncPgConnection,
+    sale_ids: &[i64],
+    user_ids: &[&str],
+) -> QueryResult<Vec<(i64, String)>> {
+    orders::table
+        .filter(orders::sale_id.eq_any(sale_ids))
+        .filter(orders::user_id.eq_any(user_ids))
+        .filter(orders::status.eq_any(ACTIVE))
+        .select((orders::sale_id, orders::user_id))
+        .load(conn)
+        .await
+}
+
+/// Every active order of a sale as `(user_id, order_id)`: what Redis needs to enforce the per-buyer limit
+/// after it lost its state.
+pub async fn active_of_sale(
+    conn: &mut AsyncPgConnection,
+    sale: SaleId,
+) -> QueryResult<Vec<(String, Uuid)>> {
+    orders::table
+        .filter(orders::sale_id.eq(sale.get()))
+        .filter(orders::status.eq_any(ACTIVE))
+        .select((orders::user_id, orders::id))
+        .load(conn)
+        .await
+}
+
+/// Inserts many orders in one statement; rows that exist already are left alone (idempotent on redelivery).
+pub async fn insert_many(conn: &mut AsyncPgConnection, rows: &[NewOrderRow]) -> QueryResult<usize> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    diesel::insert_into(orders::table)
+        .values(rows)
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await
+}

@@ -1,0 +1,74 @@
+//! The connection pool and the embedded migrations (run through diesel-async's `AsyncConnectionWrapper`,
+//! so no libpq is needed).
+
+use anyhow::Context;
+use diesel::result::Error as DieselError;
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::pooled_connection::bb8::{Pool, PooledConnection};
+use diesel::Connection;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use flashsale_platform::settings::PostgresSettings;
+use secrecy::ExposeSecret;
+use std::time::Duration;
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
+
+pub type PgPool = Pool<AsyncPgConnection>;
+pub type Conn<'a> = PooledConnection<'a, AsyncPgConnection>;
+
+/// What a caller needs to tell apart: the database is unreachable (retry later, 503) or a query failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("postgres unavailable: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Query(#[from] DieselError),
+}
+
+impl From<diesel_async::pooled_connection::bb8::RunError> for StoreError {
+    fn from(e: diesel_async::pooled_connection::bb8::RunError) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+/// Builds the pool and proves it works with `SELECT 1`, so a service fails fast at start-up.
+pub async fn connect(settings: &PostgresSettings) -> anyhow::Result<PgPool> {
+    let manager =
+        AsyncDieselConnectionManager::<AsyncPgConnection>::new(settings.url.expose_secret());
+    let pool = Pool::builder()
+        .max_size(settings.pool_size)
+        .connection_timeout(Duration::from_millis(settings.acquire_timeout_ms))
+        // Connections are opened lazily after the first, so a burst does not wait on twenty handshakes.
+        .min_idle(Some(1))
+        .build(manager)
+        .await
+        .context("building the PostgreSQL pool")?;
+    ping(&pool).await.context("connecting to PostgreSQL")?;
+    Ok(pool)
+}
+
+pub async fn ping(pool: &PgPool) -> Result<(), StoreError> {
+    let mut conn = pool.get().await?;
+    diesel::sql_query("SELECT 1").execute(&mut conn).await?;
+    Ok(())
+}
+
+/// Applies pending migrations on a dedicated connection in a blocking task.
+pub async fn migrate(url: &str) -> anyhow::Result<()> {
+    let url = url.to_owned();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(&url)
+            .context("connecting to PostgreSQL for migrations")?;
+        let applied = conn
+            .run_pending_migrations(MIGRATIONS)
+            .map_err(|e| anyhow::anyhow!("running migrations: {e}"))?;
+        for version in applied {
+            tracing::info!(%version, "migration applied");
+        }
+        Ok(())
+    })
+    .await
+    .context("migration task panicked")?
+}

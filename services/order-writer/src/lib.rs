@@ -1,0 +1,150 @@
+//! order-writer: consumes `reservation.created` from `<prefix>order-writer` in batches and writes orders.
+//!
+//! Reads `[postgres]`, `[amqp]`, `[order_writer]` and `[telemetry]`. Serves `/healthz`, `/readyz` and
+//! `/metrics` on `order_writer.listen` (8082).
+
+pub mod metrics;
+pub mod writer;
+
+use actix_web::{App as HttpApp, HttpResponse, HttpServer, web};
+use anyhow::Context;
+use flashsale_broker::{ConsumeOptions, ConsumerMetrics, Names, Publisher, consume_batches};
+use flashsale_platform::http::{healthz, readiness_response};
+use flashsale_platform::metrics::{HttpMetrics, render, track_http};
+use flashsale_platform::Settings;
+use flashsale_store::PgPool;
+use prometheus::Registry;
+use secrecy::ExposeSecret;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+pub struct App {
+    settings: Settings,
+    pool: PgPool,
+    publisher: Publisher,
+    registry: Registry,
+    listener: TcpListener,
+    port: u16,
+}
+
+#[derive(Clone)]
+struct Ops {
+    pool: PgPool,
+    publisher: Publisher,
+    consuming: Arc<AtomicBool>,
+    stopping: CancellationToken,
+}
+
+impl App {
+    /// Connects to PostgreSQL and RabbitMQ (failing fast), migrates if configured, declares the topology and
+    /// binds the ops port.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        if settings.postgres.run_migrations {
+            flashsale_store::migrate(settings.postgres.url.expose_secret()).await?;
+        }
+        let pool = flashsale_store::connect(&settings.postgres).await?;
+        let registry = Registry::new();
+        let publisher = Publisher::start(
+            &settings.amqp,
+            Names::new(&settings.amqp.prefix),
+            "order-writer",
+            [],
+            &registry,
+        )
+        .await?;
+        let listener = TcpListener::bind(&settings.order_writer.listen)
+            .with_context(|| format!("binding {}", settings.order_writer.listen))?;
+        let port = listener.local_addr()?.port();
+        Ok(Self {
+            settings,
+            pool,
+            publisher,
+            registry,
+            listener,
+            port,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Consumes until `shutdown`; then stops the ops server, finishes the batch in hand and closes the publisher.
+    pub async fn run_until(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let consuming = Arc::new(AtomicBool::new(false));
+        let ops = Ops {
+            pool: self.pool.clone(),
+            publisher: self.publisher.clone(),
+            consuming: Arc::clone(&consuming),
+            stopping: shutdown.clone(),
+        };
+        let http_metrics = web::Data::new(HttpMetrics::new(&self.registry));
+        let registry = web::Data::new(self.registry.clone());
+        let server = HttpServer::new(move || {
+            HttpApp::new()
+                .app_data(web::Data::new(ops.clone()))
+                .app_data(http_metrics.clone())
+                .app_data(registry.clone())
+                .wrap(actix_web::middleware::from_fn(track_http))
+                .route("/healthz", web::get().to(|| async { healthz() }))
+                .route("/readyz", web::get().to(readyz))
+                .route("/metrics", web::get().to(metrics))
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(self.listener)?
+        .run();
+        let server_handle = server.handle();
+        let server_task = tokio::spawn(server);
+
+        let names = Names::new(&self.settings.amqp.prefix);
+        let handler = Arc::new(writer::OrderWriter {
+            pool: self.pool.clone(),
+            publisher: self.publisher.clone(),
+            metrics: metrics::WriterMetrics::new(&self.registry),
+        });
+        let opts = ConsumeOptions {
+            role: "order-writer".into(),
+            queue: names.order_writer_queue(),
+            batch_size: self.settings.order_writer.batch_size,
+            linger: Duration::from_millis(self.settings.order_writer.batch_linger_ms),
+        };
+        consume_batches(
+            self.settings.amqp.clone(),
+            names,
+            opts,
+            handler,
+            ConsumerMetrics::new(&self.registry),
+            consuming,
+            shutdown,
+        )
+        .await;
+
+        server_handle.stop(true).await;
+        let _ = server_task.await;
+        self.publisher.close().await;
+        Ok(())
+    }
+}
+
+async fn readyz(ops: web::Data<Ops>) -> HttpResponse {
+    let postgres = flashsale_store::ping(&ops.pool)
+        .await
+        .map_err(|e| e.to_string());
+    let amqp = if ops.consuming.load(Ordering::Relaxed) && ops.publisher.is_connected() {
+        Ok(())
+    } else {
+        Err("not connected".to_owned())
+    };
+    readiness_response(
+        vec![("postgres", postgres), ("amqp", amqp)],
+        ops.stopping.is_cancelled(),
+    )
+}
+
+async fn metrics(registry: web::Data<Registry>) -> HttpResponse {
+    render(&registry)
+}

@@ -1,0 +1,48 @@
+//! order-writer's own figures, beside the shared consumer and HTTP metrics.
+
+use flashsale_platform::metrics::{counter_vec, histogram_vec};
+use prometheus::{HistogramVec, IntCounterVec, Registry};
+
+#[derive(Clone)]
+pub struct WriterMetrics {
+    /// `flashsale_orders_written_total{status}`: rows inserted, by status (pending_payment, rejected).
+    pub written: IntCounterVec,
+    /// `flashsale_order_writer_duplicates_total`: redeliveries and relay re-publishes that found their row.
+    pub duplicates: IntCounterVec,
+    /// `flashsale_order_writer_dead_letters_total{reason}`.
+    pub dead_letters: IntCounterVec,
+    /// `flashsale_order_writer_commit_seconds`: one batch's transaction.
+    pub commit_seconds: HistogramVec,
+}
+
+impl WriterMetrics {
+    pub fn new(registry: &Registry) -> Self {
+        Self {
+            written: counter_vec(
+                registry,
+                "flashsale_orders_written_total",
+                "Order rows inserted, by status; rejected means the database's stock guard refused it",
+                &["status"],
+            ),
+            duplicates: counter_vec(
+                registry,
+                "flashsale_order_writer_duplicates_total",
+                "Deliveries whose order row already existed (redelivery or relay re-publish)",
+                &[],
+            ),
+            dead_letters: counter_vec(
+                registry,
+                "flashsale_order_writer_dead_letters_total",
+                "Deliveries sent to the dead-letter queue, by reason",
+                &["reason"],
+            ),
+            commit_seconds: histogram_vec(
+                registry,
+                "flashsale_order_writer_commit_seconds",
+                "Time of one batch transaction, from first query to commit",
+                &[],
+                &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5],
+            ),
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! Turning `reservation.created` deliveries into order rows: many per statement, idempotent, guarded.
+//!
+//! One transaction per batch: skip ids already written (redelivery, relay re-publish), lock the batch's sales
+//! in id order, and admit each new order only if its buyer holds no other active order and
+//! `held + quantity <= total_stock`. An order that fails either rule (possible only if Redis lost writes) is
+//! written as `rejected` and announced as `reservation.rejected`; it never happens while Redis is healthy.
+
+use crate::metrics::WriterMetrics;
+use anyhow::Context;
+use diesel_async::AsyncConnection;
+use flashsale_broker::{BatchHandler, Publisher, Settle};
+use flashsale_domain::messages::RESERVATION_REJECTED;
+use flashsale_domain::{OrderStatus, ReservationCreated, ReservationRejected};
+use flashsale_store::models::NewOrderRow;
+use flashsale_store::{PgPool, orders, sales};
+use lapin::message::Delivery;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Instant;
+use uuid::Uuid;
+
+pub struct OrderWriter {
+    pub pool: PgPool,
+    pub publisher: Publisher,
+    pub metrics: WriterMetrics,
+}
+
+/// What one committed batch decided, beyond "written".
+#[derive(Debug, Default)]
+struct Decisions {
+    /// Indexes (into the decoded messages) of messages no row can be written for: their sale does not exist.
+    unknown_sale: Vec<usize>,
+    /// Rejected orders, to announce (also those found rejected by an earlier attempt).
+    rejected: Vec<ReservationRejected>,
+    written: HashMap<&'static str, u64>,
+    duplicates: u64,
+}
+
+const REJECT_BUYER: &str = "the buyer already holds an active order in this sale";
+const REJECT_STOCK: &str = "the sale's recorded stock is exhausted";
+
+impl BatchHandler for OrderWriter {
+    async fn handle(&self, batch: &[Delivery]) -> anyhow::Result<Vec<Settle>> {
+        let mut settles = vec![Settle::Ack; batch.len()];
+        let mut decoded: Vec<(usize, ReservationCreated)> = Vec::with_capacity(batch.len());
+        for (i, delivery) in batch.iter().enumerate() {
+            match serde_json::from_slice::<ReservationCreated>(&delivery.data) {
+                Ok(m) if m.v == ReservationCreated::VERSION => decoded.push((i, m)),
+                Ok(m) => {
+                    tracing::error!(v = m.v, order_id = %m.order_id, "unsupported message version; dead-lettering");
+                    self.metrics.dead_letters.with_label_values(&["version"]).inc();
+                    settles[i] = Settle::DeadLetter;
+                }
+                Err(error) => {
+                    tracing::error!(%error, "undecodable reservation.created; dead-lettering");
+                    self.metrics.dead_letters.with_label_values(&["undecodable"]).inc();
+                    settles[i] = Settle::DeadLetter;
+                }
+            }
+        }
+        if decoded.is_empty() {
+            return Ok(settles);
+        }
+
+        let messages: Vec<&ReservationCreated> = decoded.iter().map(|(_, m)| m).collect();
+        let started = Instant::now();
+        let mut conn = self.pool.get().await.context("acquiring a connection")?;
+        let decisions = conn
+            .transaction(async |conn| decide_and_write(conn, &messages).await)
+            .await
+            .context("writing a batch of orders")?;
+        self.metrics
+            .commit_seconds
+            .with_label_values(&[] as &[&str])
+            .observe(started.elapsed().as_secs_f64());
+        drop(conn);
+
+        for (status, n) in &decisions.written {
+            self.metrics.written.with_label_values(&[status]).inc_by(*n);
+        }
+        self.metrics
+            .duplicates
+            .with_label_values(&[] as &[&str])
+            .inc_by(decisions.duplicates);
+        for &k in &decisions.unknown_sale {
+            let (i, m) = &decoded[k];
+            tracing::error!(order_id = %m.order_id, sale_id = %m.sale_id, "reservation for an unknown sale; dead-lettering");
+            self.metrics.dead_letters.with_label_values(&["unknown_sale"]).inc();
+            settles[*i] = Settle::DeadLetter;
+        }
+        // Announced before the acks: if this fails the batch is retried, finds the rows and announces again.
+        for r in &decisions.rejected {
+            tracing::warn!(order_id = %r.order_id, sale_id = %r.sale_id, reason = %r.reason,
+                "reservation rejected by the database stock guard (Redis lost writes?)");
+            let body = serde_json::to_vec(r)?;
+            self.publisher
+                .publish_event(RESERVATION_REJECTED, &r.order_id.to_string(), &body)
+                .await
+                .context("announcing reservation.rejected")?;
+        }
+        Ok(settles)
+    }
+}
+
+fn rejected(m: &ReservationCreated, reason: &str) -> ReservationRejected {
+    ReservationRejected {
+        v: ReservationRejected::VERSION,
+        order_id: m.order_id,
+        sale_id: m.sale_id,
+        user_id: m.user_id.clone(),
+        quantity: m.quantity,
+        reason: reason.to_owned(),
+    }
+}
+
+async fn decide_and_write(
+    conn: &mut diesel_async::AsyncPgConnection,
+    messages: &[&ReservationCreated],
+) -> Result<Decisions, diesel::result::Error> {
+    let mut d = Decisions::default();
+    // Lock the batch's sales first (in id order, so concurrent writers never deadlock): every later read in
+    // this transaction then sees what a concurrent writer of the same sale committed.
+    let mut sale_ids: Vec<i64> = messages.iter().map(|m| m.sale_id.get()).collect();
+    sale_ids.sort_unstable();
+    sale_ids.dedup();
+    let mut stock: BTreeMap<i64, (i64, i64)> = sales::lock_stock(conn, &sale_ids)
+        .await?
+        .into_iter()
+        .map(|(id, total, held)| (id, (total, held)))
+        .collect();
+
+    let ids: Vec<Uuid> = messages.iter().map(|m| m.order_id.as_uuid()).collect();
+    let existing: HashMap<Uuid, String> = orders::statuses(conn, &ids).await?.into_iter().collect();
+
+    // New messages, first occurrence only (a batch can hold a redelivery and a relay re-publish of one id).
+    let mut seen = HashSet::new();
+    let mut fresh: Vec<(usize, &ReservationCreated)> = Vec::new();
+    for (k, m) in messages.iter().enumerate() {
+        let id = m.order_id.as_uuid();
+        if let Some(status) = existing.get(&id) {
+            if status == OrderStatus::Rejected.as_str() && seen.insert(id) {
+                d.rejected.push(rejected(m, "previously rejected"));
+            }
+            d.duplicates += 1;
+        } else if seen.insert(id) {
+            fresh.push((k, m));
+        } else {
+            d.duplicates += 1;
+        }
+    }
+    if fresh.is_empty() {
+        return Ok(d);
+    }
+
+    let users: Vec<&str> = fresh.iter().map(|(_, m)| m.user_id.as_str()).collect();
+    let mut active: HashSet<(i64, String)> = orders::active_buyers(conn, &sale_ids, &users)
+        .await?
+        .into_iter()
+        .collect();
+
+    let mut rows = Vec::with_capacity(fresh.len());
+    let mut held_delta: BTreeMap<i64, i64> = BTreeMap::new();
+    for (k, m) in fresh {
+        let sale = m.sale_id.get();
+        let Some((total, held)) = stock.get_mut(&sale) else {
+            d.unknown_sale.push(k);
+            continue;
+        };
+        let qty = i64::from(m.quantity);
+        let buyer = (sale, m.user_id.as_str().to_owned());
+        let status = if active.contains(&buyer) {
+            d.rejected.push(rejected(m, REJECT_BUYER));
+            OrderStatus::Rejected
+        } else if *held + qty > *total {
+            d.rejected.push(rejected(m, REJECT_STOCK));
+            OrderStatus::Rejected
+        } else {
+            *held += qty;
+            *held_delta.entry(sale).or_default() += qty;
+            active.insert(buyer);
+            OrderStatus::PendingPayment
+        };
+        *d.written.entry(status.as_str()).or_default() += 1;
+        rows.push(NewOrderRow {
+            id: m.order_id.as_uuid(),
+            sale_id: sale,
+            user_id: m.user_id.as_str().to_owned(),
+            quantity: i32::try_from(m.quantity).unwrap_or(i32::MAX),
+            amount_minor: m.amount.minor(),
+            status: status.as_str().to_owned(),
+            created_at: m.created_at,
+            expires_at: m.expires_at,
+        });
+    }
+    // Chunked to stay far below PostgreSQL's 65,535 bind parameters per statement.
+    for chunk in rows.chunks(2000) {
+        orders::insert_many(conn, chunk).await?;
+    }
+    for (sale, delta) in held_delta {
+        sales::add_held(conn, sale, delta).await?;
+    }
+    Ok(d)
+}
