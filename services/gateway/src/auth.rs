@@ -1,0 +1,104 @@
+//! Who is calling. Buyers: `Authorization: Bearer <JWT>`, HS256 only (`none` and every other alg refused),
+//! `exp` required, 30 s leeway, `sub` = user id. Admins: `Authorization: Bearer <auth.admin_token>`.
+//! Keys and validation rules are built once at start-up.
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest, web};
+use flashsale_domain::{ErrorCode, UserId};
+use flashsale_platform::settings::AuthSettings;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::future::{Ready, ready};
+
+pub struct Auth {
+    key: DecodingKey,
+    validation: Validation,
+    admin_digest: [u8; 32],
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    sub: String,
+}
+
+impl Auth {
+    pub fn new(settings: &AuthSettings) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 30;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        Self {
+            key: DecodingKey::from_secret(settings.jwt_secret.expose_secret().as_bytes()),
+            validation,
+            admin_digest: Sha256::digest(settings.admin_token.expose_secret().as_bytes()).into(),
+        }
+    }
+
+    pub fn buyer(&self, token: &str) -> Result<UserId, ApiError> {
+        let data = decode::<Claims>(token, &self.key, &self.validation)
+            .map_err(|e| unauthorized(format!("invalid token: {e}")))?;
+        UserId::parse(data.claims.sub).map_err(|e| unauthorized(e.to_string()))
+    }
+
+    /// Compares digests, so the comparison time says nothing about the token.
+    pub fn is_admin(&self, token: &str) -> bool {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        digest == self.admin_digest
+    }
+}
+
+fn unauthorized(message: impl Into<std::borrow::Cow<'static, str>>) -> ApiError {
+    ApiError::new(ErrorCode::Unauthorized, message)
+}
+
+fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
+    let header = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .ok_or_else(|| unauthorized("missing Authorization header"))?
+        .to_str()
+        .map_err(|_| unauthorized("malformed Authorization header"))?;
+    header
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| unauthorized("Authorization must be \"Bearer <token>\""))
+}
+
+fn state(req: &HttpRequest) -> Result<&web::Data<AppState>, ApiError> {
+    req.app_data::<web::Data<AppState>>()
+        .ok_or_else(|| ApiError::internal("AppState missing from app data"))
+}
+
+/// An authenticated buyer.
+pub struct Buyer(pub UserId);
+
+impl FromRequest for Buyer {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(state(req).and_then(|s| s.auth.buyer(bearer(req)?)).map(Buyer))
+    }
+}
+
+/// A caller holding the admin token.
+pub struct Admin;
+
+impl FromRequest for Admin {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(state(req).and_then(|s| {
+            if s.auth.is_admin(bearer(req)?) {
+                Ok(Admin)
+            } else {
+                Err(unauthorized("invalid admin token"))
+            }
+        }))
+    }
+}

@@ -1,0 +1,214 @@
+//! gateway: the public HTTP edge. Admin sale creation, sale status, the reservation hot path, orders, and the
+//! background work that keeps promises: the outbox relay, confirmed-entry removal and the Redis warmer.
+//!
+//! Reads every section of the settings except `[order_writer]`. Serves on `gateway.listen` (8080).
+
+pub mod auth;
+pub mod body;
+pub mod error;
+pub mod metrics;
+pub mod outbox;
+pub mod reserve;
+pub mod routes;
+pub mod state;
+pub mod warm;
+
+use crate::state::AppState;
+use actix_web::{App as HttpApp, HttpResponse, HttpServer, web};
+use anyhow::Context;
+use flashsale_broker::{Names, Publisher};
+use flashsale_domain::ErrorCode;
+use flashsale_platform::Settings;
+use flashsale_platform::metrics::{HttpMetrics, track_http};
+use flashsale_stock::{RateLimits, Stock};
+use prometheus::Registry;
+use secrecy::ExposeSecret;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub struct App {
+    settings: Settings,
+    state: AppState,
+    confirmed_rx: UnboundedReceiver<(flashsale_domain::SaleId, flashsale_domain::OrderId)>,
+    listener: TcpListener,
+    port: u16,
+}
+
+impl App {
+    /// Connects everything (failing fast), migrates if configured, declares the topology, warms live sales
+    /// whose Redis state is missing, and binds the port.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        if settings.postgres.run_migrations {
+            flashsale_store::migrate(settings.postgres.url.expose_secret()).await?;
+        }
+        let pool = flashsale_store::connect(&settings.postgres).await?;
+        let stock = Stock::connect(&settings.redis)
+            .await
+            .context("connecting to Redis")?;
+        let windows = {
+            let mut conn = pool.get().await.context("acquiring a connection")?;
+            flashsale_store::sales::live_payment_windows(&mut conn).await?
+        };
+        let registry = Registry::new();
+        let publisher = Publisher::start(
+            &settings.amqp,
+            Names::new(&settings.amqp.prefix),
+            "gateway",
+            windows.into_iter().filter_map(|w| u32::try_from(w).ok()),
+            &registry,
+        )
+        .await?;
+        let (confirmed, confirmed_rx) = tokio::sync::mpsc::unbounded_channel();
+        let g = &settings.gateway;
+        let state = AppState {
+            stock,
+            publisher,
+            pool,
+            auth: Arc::new(auth::Auth::new(&settings.auth)),
+            limits: RateLimits {
+                buyer_per_sec: g.buyer_rate_per_sec,
+                buyer_burst: g.buyer_rate_burst,
+                address_per_sec: g.address_rate_per_sec,
+                address_burst: g.address_rate_burst,
+                idempotency_ttl_secs: g.idempotency_ttl_secs,
+            },
+            metrics: metrics::GatewayMetrics::new(&registry),
+            registry,
+            confirmed,
+            max_body_bytes: g.max_body_bytes,
+            relay_age: Duration::from_millis(settings.outbox.relay_age_ms),
+            relay_batch: settings.outbox.relay_batch,
+            stopping: CancellationToken::new(),
+        };
+        if let Err(error) = warm::warm_missing(&state).await {
+            tracing::warn!(error = format!("{error:#}"), "initial warming failed; the warmer retries");
+        }
+        let listener = TcpListener::bind(&g.listen)
+            .with_context(|| format!("binding {}", g.listen))?;
+        let port = listener.local_addr()?.port();
+        Ok(Self {
+            settings,
+            state,
+            confirmed_rx,
+            listener,
+            port,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown`; then readiness turns 503, HTTP stops taking requests and drains, the
+    /// background loops stop, confirmed outbox entries are flushed and the publisher closes.
+    pub async fn run_until(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Self {
+            settings,
+            state,
+            confirmed_rx,
+            listener,
+            ..
+        } = self;
+        let background = TaskTracker::new();
+        let loops = CancellationToken::new();
+        let remover = tokio::spawn(outbox::remove_confirmed(state.clone(), confirmed_rx));
+        background.spawn(outbox::relay(
+            state.clone(),
+            Duration::from_millis(settings.outbox.relay_interval_ms),
+            loops.clone(),
+        ));
+        background.spawn(warm::warmer(
+            state.clone(),
+            Duration::from_millis(settings.gateway.warm_interval_ms),
+            loops.clone(),
+        ));
+        background.close();
+
+        let server = http_server(state.clone(), &settings, listener)?;
+        let handle = server.handle();
+        let mut server_task = tokio::spawn(server);
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            result = &mut server_task => {
+                tracing::error!(?result, "HTTP server stopped on its own");
+            }
+        }
+        state.stopping.cancel();
+        handle.stop(true).await;
+        let _ = server_task.await;
+        loops.cancel();
+        background.wait().await;
+        let publisher = state.publisher.clone();
+        drop(state); // the last sender of confirmed entries: the remover flushes and ends
+        let _ = remover.await;
+        publisher.close().await;
+        tracing::info!("gateway stopped");
+        Ok(())
+    }
+}
+
+fn http_server(
+    state: AppState,
+    settings: &Settings,
+    listener: TcpListener,
+) -> anyhow::Result<actix_web::dev::Server> {
+    let http_metrics = web::Data::new(HttpMetrics::new(&state.registry));
+    let in_flight = web::Data::new(InFlight {
+        now: AtomicUsize::new(0),
+        max: settings.gateway.max_in_flight,
+    });
+    let json = body::json_config(settings.gateway.max_body_bytes);
+    let data = web::Data::new(state);
+    let mut server = HttpServer::new(move || {
+        HttpApp::new()
+            .app_data(data.clone())
+            .app_data(http_metrics.clone())
+            .app_data(in_flight.clone())
+            .app_data(json.clone())
+            .configure(routes::configure)
+            .default_service(web::to(routes::not_found))
+            .wrap(actix_web::middleware::from_fn(bound_in_flight))
+            .wrap(actix_web::middleware::from_fn(track_http))
+    })
+    .disable_signals()
+    .backlog(4096)
+    .max_connections(100_000);
+    if settings.gateway.workers > 0 {
+        server = server.workers(settings.gateway.workers);
+    }
+    Ok(server.listen(listener)?.run())
+}
+
+/// The global in-flight bound (`gateway.max_in_flight`): past it, answer 503 at once instead of queueing.
+struct InFlight {
+    now: AtomicUsize,
+    max: usize,
+}
+
+async fn bound_in_flight(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    let Some(bound) = req.app_data::<web::Data<InFlight>>().cloned() else {
+        return next.call(req).await.map(|r| r.map_into_boxed_body());
+    };
+    if bound.now.fetch_add(1, Ordering::AcqRel) >= bound.max {
+        bound.now.fetch_sub(1, Ordering::AcqRel);
+        let res: HttpResponse = actix_web::ResponseError::error_response(
+            &error::ApiError::new(ErrorCode::Unavailable, "the gateway is at capacity; retry shortly"),
+        );
+        return Ok(req.into_response(res));
+    }
+    let result = next.call(req).await;
+    bound.now.fetch_sub(1, Ordering::AcqRel);
+    result.map(|r| r.map_into_boxed_body())
+}

@@ -1,0 +1,98 @@
+//! The outbox: the reservation script adds every reservation to its sale's outbox; a confirmed publish removes
+//! it (batched here, off the hot path); the relay re-publishes whatever stays longer than `outbox.relay_age_ms`
+//! — timed-out confirms, refused reservations a retry was already answered for, and the reservations of a
+//! gateway that died between script and confirm. Re-publishes carry the same `message_id`, so consumers dedupe.
+
+use crate::state::AppState;
+use flashsale_domain::{OrderId, ReservationCreated, SaleId};
+use futures_util::future::join_all;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio_util::sync::CancellationToken;
+
+/// Removes confirmed entries in batches, until the sender side is dropped and everything queued is flushed.
+pub async fn remove_confirmed(state: AppState, mut rx: UnboundedReceiver<(SaleId, OrderId)>) {
+    let mut buf = Vec::with_capacity(1024);
+    while rx.recv_many(&mut buf, 1024).await > 0 {
+        let mut by_sale: BTreeMap<SaleId, Vec<OrderId>> = BTreeMap::new();
+        for (sale, order) in buf.drain(..) {
+            by_sale.entry(sale).or_default().push(order);
+        }
+        for (sale, orders) in by_sale {
+            if let Err(error) = state.stock.confirmed(sale, &orders).await {
+                // Harmless: the relay re-publishes them and consumers dedupe.
+                tracing::warn!(%error, sale = %sale, n = orders.len(), "cannot remove confirmed outbox entries");
+            }
+        }
+    }
+}
+
+/// Runs the relay every `interval` until `shutdown`.
+pub async fn relay(state: AppState, interval: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(error) = relay_once(&state).await {
+            tracing::warn!(error = format!("{error:#}"), "outbox relay pass failed");
+        }
+    }
+}
+
+/// One pass over every sale's outbox. Returns how many entries were confirmed.
+pub async fn relay_once(state: &AppState) -> anyhow::Result<usize> {
+    let mut relayed = 0;
+    for sale in state.stock.sale_ids().await? {
+        let ids = state
+            .stock
+            .claim_stale(sale, state.relay_age, state.relay_batch)
+            .await?;
+        if ids.is_empty() {
+            continue;
+        }
+        let held = state.stock.reservations(sale, &ids).await?;
+        let attempts = ids.iter().zip(held).map(|(id, r)| async move {
+            let Some(r) = r else {
+                // The record is gone (cancelled in the same script that removes the entry): nothing to send.
+                state.metrics.relayed.with_label_values(&["orphan"]).inc();
+                return Some(*id);
+            };
+            let window_ms = (r.expires_at - r.created_at).num_milliseconds().max(0);
+            let message = ReservationCreated {
+                v: ReservationCreated::VERSION,
+                order_id: r.order_id,
+                sale_id: sale,
+                user_id: r.user,
+                quantity: r.quantity,
+                amount: r.amount,
+                created_at: r.created_at,
+                expires_at: r.expires_at,
+                payment_window_secs: u32::try_from(window_ms / 1000).unwrap_or(u32::MAX),
+            };
+            let body = serde_json::to_vec(&message).ok()?;
+            match state
+                .publisher
+                .publish(&message.routing_key(), &id.to_string(), &body)
+                .await
+            {
+                Ok(()) => {
+                    state.metrics.relayed.with_label_values(&["confirmed"]).inc();
+                    Some(*id)
+                }
+                Err(error) => {
+                    tracing::warn!(order_id = %id, %error, "relay publish failed; will retry");
+                    state.metrics.relayed.with_label_values(&["failed"]).inc();
+                    None
+                }
+            }
+        });
+        let done: Vec<OrderId> = join_all(attempts).await.into_iter().flatten().collect();
+        relayed += done.len();
+        state.stock.confirmed(sale, &done).await?;
+    }
+    Ok(relayed)
+}

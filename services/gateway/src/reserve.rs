@@ -1,0 +1,153 @@
+//! The reservation use case: one EVALSHA, then a confirmed publish, then the answer.
+//!
+//! Invariant 7: a 4xx holds no stock; a 503 whose message the broker definitely did not take is cancelled in
+//! Redis; a 503 whose outcome is unknown keeps its outbox entry for the relay, so nothing is released while a
+//! message for it may exist.
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use flashsale_broker::PublishError;
+use flashsale_domain::reservation::{Refusal, Reservation};
+use flashsale_domain::{ErrorCode, OrderId, ReservationCreated, SaleId, UserId};
+use flashsale_stock::{CancelOutcome, ReserveOutcome, ReserveRequest};
+
+pub struct ReserveCommand<'a> {
+    pub sale: SaleId,
+    pub user: &'a UserId,
+    pub quantity: u32,
+    pub idempotency_key: Option<&'a str>,
+    pub address: Option<&'a str>,
+}
+
+/// The answer to the buyer, and the label it is counted under.
+pub async fn reserve(
+    state: &AppState,
+    cmd: &ReserveCommand<'_>,
+) -> (Result<Reservation, ApiError>, &'static str) {
+    let order_id = OrderId::new_v7();
+    let req = ReserveRequest {
+        sale: cmd.sale,
+        order_id,
+        user: cmd.user,
+        quantity: cmd.quantity,
+        idempotency_key: cmd.idempotency_key,
+        address: cmd.address,
+    };
+    let outcome = match state.stock.reserve(&req, &state.limits).await {
+        Ok(outcome) => outcome,
+        Err(e) => return (Err(e.into()), ErrorCode::Unavailable.as_str()),
+    };
+    let reservation = match outcome {
+        ReserveOutcome::Replayed(r) => return (Ok(r), "REPLAYED"),
+        ReserveOutcome::Refused(refusal) => {
+            let error = refused(state, cmd.sale, refusal).await;
+            let label = error.code.as_str();
+            return (Err(error), label);
+        }
+        ReserveOutcome::Reserved(r) => r,
+    };
+
+    let message = created_message(cmd, &reservation);
+    let body = match serde_json::to_vec(&message) {
+        Ok(body) => body,
+        Err(e) => return (Err(ApiError::internal(e)), ErrorCode::Internal.as_str()),
+    };
+    match state
+        .publisher
+        .publish(&message.routing_key(), &order_id.to_string(), &body)
+        .await
+    {
+        Ok(()) => {
+            // Removing the outbox entry is batched off the hot path; if it never happens the relay re-publishes
+            // and consumers dedupe by message_id.
+            let _ = state.confirmed.send((cmd.sale, order_id));
+            (Ok(reservation), "RESERVED")
+        }
+        Err(e) => (
+            Err(publish_failed(state, cmd, order_id, e).await),
+            ErrorCode::Unavailable.as_str(),
+        ),
+    }
+}
+
+fn created_message(cmd: &ReserveCommand<'_>, r: &Reservation) -> ReservationCreated {
+    let window_ms = (r.expires_at - r.created_at).num_milliseconds().max(0);
+    ReservationCreated {
+        v: ReservationCreated::VERSION,
+        order_id: r.order_id,
+        sale_id: cmd.sale,
+        user_id: cmd.user.clone(),
+        quantity: r.quantity,
+        amount: r.amount,
+        created_at: r.created_at,
+        expires_at: r.expires_at,
+        payment_window_secs: u32::try_from(window_ms / 1000).unwrap_or(u32::MAX),
+    }
+}
+
+async fn publish_failed(
+    state: &AppState,
+    cmd: &ReserveCommand<'_>,
+    order_id: OrderId,
+    error: PublishError,
+) -> ApiError {
+    let retry = ApiError::unavailable("the order queue is unavailable; retry shortly");
+    if !error.broker_did_not_take_it() {
+        tracing::warn!(%order_id, %error, "publish outcome unknown; the outbox relay will finish this reservation");
+        return retry;
+    }
+    match state
+        .stock
+        .cancel(cmd.sale, order_id, cmd.user, cmd.idempotency_key)
+        .await
+    {
+        Ok(CancelOutcome::Released) => {
+            tracing::warn!(%order_id, %error, "broker did not take the reservation; units released");
+        }
+        Ok(outcome) => {
+            tracing::warn!(%order_id, %error, ?outcome, "broker did not take the reservation; left to the relay");
+        }
+        Err(cancel_error) => {
+            // The entry stays in the outbox, so the relay turns it into an order: held, never lost.
+            tracing::error!(%order_id, %error, %cancel_error, "cannot release a refused reservation; left to the relay");
+        }
+    }
+    retry
+}
+
+async fn refused(state: &AppState, sale: SaleId, refusal: Refusal) -> ApiError {
+    let message = refusal.to_string();
+    match refusal {
+        Refusal::SaleStateMissing => missing_sale_state(state, sale).await,
+        Refusal::IdempotencyKeyReused | Refusal::QuantityAboveLimit { .. } => {
+            ApiError::invalid(message)
+        }
+        Refusal::RateLimited { retry_after_ms } => ApiError::new(ErrorCode::RateLimited, message)
+            .with_retry_after(retry_after_ms.div_ceil(1000)),
+        Refusal::NotStarted => ApiError::new(ErrorCode::SaleNotStarted, message),
+        Refusal::Ended => ApiError::new(ErrorCode::SaleEnded, message),
+        Refusal::LimitExceeded { order_id } => {
+            let mut e = ApiError::new(ErrorCode::LimitExceeded, message);
+            e.order_id = Some(order_id);
+            e
+        }
+        Refusal::SoldOut => ApiError::new(ErrorCode::SoldOut, message),
+    }
+}
+
+/// Redis holds nothing for this sale: either it never existed (404) or Redis lost it (503 until the warmer
+/// restores it from PostgreSQL; never SOLD_OUT, never unlimited).
+pub async fn missing_sale_state(state: &AppState, sale: SaleId) -> ApiError {
+    let found = async {
+        let mut conn = state.pool.get().await?;
+        Ok::<_, ApiError>(flashsale_store::sales::find(&mut conn, sale).await?)
+    }
+    .await;
+    match found {
+        Ok(None) => ApiError::new(ErrorCode::SaleNotFound, "no such sale"),
+        Ok(Some(_)) => {
+            ApiError::unavailable("the sale is being restored to the stock cache; retry shortly")
+        }
+        Err(e) => e,
+    }
+}

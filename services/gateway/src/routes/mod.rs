@@ -1,0 +1,37 @@
+//! HTTP routes, one file per resource. Handlers parse, call, map.
+
+pub mod admin;
+pub mod ops;
+pub mod orders;
+pub mod reservations;
+pub mod sales;
+
+use crate::error::ApiError;
+use actix_web::web;
+use flashsale_domain::{ErrorCode, OrderId, SaleId};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(ops::healthz))
+        .route("/readyz", web::get().to(ops::readyz))
+        .route("/metrics", web::get().to(ops::metrics))
+        .route("/api/v1/admin/sales", web::post().to(admin::create_sale))
+        .route("/api/v1/sales/{id}", web::get().to(sales::get_sale))
+        .route(
+            "/api/v1/sales/{id}/reservations",
+            web::post().to(reservations::reserve),
+        )
+        .route("/api/v1/orders/{id}", web::get().to(orders::get_order))
+        .route("/api/v1/me/orders", web::get().to(orders::my_orders));
+}
+
+pub async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::new(ErrorCode::NotFound, "no such route"))
+}
+
+pub fn sale_id(raw: &str) -> Result<SaleId, ApiError> {
+    raw.parse().map_err(|e| ApiError::invalid(format!("{e}")))
+}
+
+pub fn order_id(raw: &str) -> Result<OrderId, ApiError> {
+    raw.parse().map_err(|e| ApiError::invalid(format!("{e}")))
+}

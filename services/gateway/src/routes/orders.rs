@@ -1,0 +1,135 @@
+//! `GET /api/v1/orders/{id}` and `GET /api/v1/me/orders`. PostgreSQL is the record; a reservation whose row
+//! is not yet written is answered from Redis, so a fresh order is never 404. Another buyer's order is 404.
+
+use crate::auth::Buyer;
+use crate::error::ApiError;
+use crate::routes::order_id;
+use crate::routes::sales::rfc3339;
+use crate::state::AppState;
+use actix_web::{HttpResponse, web};
+use flashsale_domain::{ErrorCode, Money, OrderId, OrderStatus, SaleId};
+use flashsale_stock::HeldReservation;
+use flashsale_store::models::OrderRow;
+use flashsale_store::{StoreError, orders};
+use serde::Serialize;
+use std::collections::HashSet;
+
+/// Most orders `me/orders` lists.
+const MY_ORDERS_LIMIT: i64 = 100;
+
+#[derive(Serialize)]
+struct OrderView {
+    order_id: String,
+    sale_id: i64,
+    user_id: String,
+    quantity: i64,
+    amount: Money,
+    status: String,
+    created_at: String,
+    expires_at: String,
+    paid_at: Option<String>,
+    shipping_priority: Option<i64>,
+    #[serde(skip)]
+    sort_key: (chrono::DateTime<chrono::Utc>, String),
+}
+
+impl From<OrderRow> for OrderView {
+    fn from(o: OrderRow) -> Self {
+        Self {
+            order_id: o.id.hyphenated().to_string(),
+            sale_id: o.sale_id,
+            user_id: o.user_id,
+            quantity: o.quantity.into(),
+            amount: Money::from_minor(o.amount_minor),
+            status: o.status,
+            created_at: rfc3339(o.created_at),
+            expires_at: rfc3339(o.expires_at),
+            paid_at: o.paid_at.map(rfc3339),
+            shipping_priority: o.shipping_priority,
+            sort_key: (o.created_at, o.id.to_string()),
+        }
+    }
+}
+
+impl From<HeldReservation> for OrderView {
+    fn from(r: HeldReservation) -> Self {
+        Self {
+            order_id: r.order_id.to_string(),
+            sale_id: r.sale.get(),
+            user_id: r.user.to_string(),
+            quantity: r.quantity.into(),
+            amount: r.amount,
+            status: OrderStatus::PendingPayment.as_str().to_owned(),
+            created_at: rfc3339(r.created_at),
+            expires_at: rfc3339(r.expires_at),
+            paid_at: None,
+            shipping_priority: None,
+            sort_key: (r.created_at, r.order_id.to_string()),
+        }
+    }
+}
+
+fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::OrderNotFound, "no such order")
+}
+
+async fn live_sales(state: &AppState) -> Result<Vec<SaleId>, ApiError> {
+    Ok(state.stock.sale_ids().await?)
+}
+
+pub async fn get_order(
+    state: web::Data<AppState>,
+    buyer: Buyer,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = order_id(&path)?;
+    let stored = async {
+        let mut conn = state.pool.get().await.map_err(StoreError::from)?;
+        Ok::<_, ApiError>(orders::find(&mut conn, id).await?)
+    }
+    .await;
+    let view: OrderView = match stored {
+        Ok(Some(row)) if row.user_id == buyer.0.as_str() => row.into(),
+        Ok(Some(_)) => return Err(not_found()),
+        // Not written yet, or the database is down: Redis knows every reservation still held.
+        Ok(None) | Err(_) => {
+            let found = held_reservation(&state, id).await?;
+            match (found, stored) {
+                (Some(r), _) if &r.user == &buyer.0 => r.into(),
+                (_, Err(e)) => return Err(e),
+                _ => return Err(not_found()),
+            }
+        }
+    };
+    Ok(HttpResponse::Ok().json(view))
+}
+
+async fn held_reservation(state: &AppState, id: OrderId) -> Result<Option<HeldReservation>, ApiError> {
+    let sales = live_sales(state).await?;
+    Ok(state.stock.find_reservation(id, &sales).await?)
+}
+
+#[derive(Serialize)]
+struct OrderList {
+    orders: Vec<OrderView>,
+}
+
+pub async fn my_orders(state: web::Data<AppState>, buyer: Buyer) -> Result<HttpResponse, ApiError> {
+    let stored = {
+        let mut conn = state.pool.get().await.map_err(StoreError::from)?;
+        orders::of_buyer(&mut conn, &buyer.0, MY_ORDERS_LIMIT).await?
+    };
+    let written: HashSet<String> = stored.iter().map(|o| o.id.to_string()).collect();
+    let sales = live_sales(&state).await?;
+    let pending = state.stock.reservations_of_buyer(&buyer.0, &sales).await?;
+    let mut views: Vec<OrderView> = stored.into_iter().map(OrderView::from).collect();
+    views.extend(
+        pending
+            .into_iter()
+            .filter(|r| r.state == "held" && !written.contains(&r.order_id.to_string()))
+            .map(OrderView::from),
+    );
+    views.sort_by(|a, b| b.sort_key.cmp(&a.sort_key));
+    views.truncate(usize::try_from(MY_ORDERS_LIMIT).unwrap_or(100));
+    Ok(HttpResponse::Ok().json(OrderList { orders: views }))
+}

@@ -1,0 +1,104 @@
+//! `POST /api/v1/sales/{id}/reservations`: the hot path.
+
+use crate::auth::Buyer;
+use crate::body::{optional_json, read_limited};
+use crate::error::ApiError;
+use crate::reserve::{ReserveCommand, reserve as reserve_units};
+use crate::routes::sale_id;
+use crate::routes::sales::rfc3339;
+use crate::state::AppState;
+use actix_web::{HttpRequest, HttpResponse, web};
+use flashsale_domain::reservation::Reservation;
+use flashsale_domain::{Money, OrderId, OrderStatus, SaleId, UserId};
+use serde::{Deserialize, Serialize};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReserveBody {
+    #[serde(default = "one")]
+    quantity: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Serialize)]
+struct ReservationView<'a> {
+    order_id: OrderId,
+    sale_id: SaleId,
+    user_id: &'a UserId,
+    quantity: u32,
+    amount: Money,
+    status: OrderStatus,
+    expires_at: String,
+}
+
+const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+
+fn idempotency_key(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
+    let Some(value) = req.headers().get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let key = value.to_str().unwrap_or_default();
+    let valid = (1..=64).contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if valid {
+        Ok(Some(key))
+    } else {
+        Err(ApiError::invalid(
+            "Idempotency-Key must be 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'",
+        ))
+    }
+}
+
+pub async fn reserve(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    buyer: Buyer,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let parsed = async {
+        let sale = sale_id(&path)?;
+        let body = read_limited(payload, state.max_body_bytes).await?;
+        let quantity = optional_json::<ReserveBody>(&req, &body)?.map_or(1, |b| b.quantity);
+        if quantity == 0 {
+            return Err(ApiError::invalid("quantity must be at least 1"));
+        }
+        Ok((sale, quantity, idempotency_key(&req)?))
+    }
+    .await;
+    let (sale, quantity, key) = match parsed {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            state.metrics.reservations.with_label_values(&[e.code.as_str()]).inc();
+            return Err(e);
+        }
+    };
+    let address = req.peer_addr().map(|a| a.ip().to_string());
+    let cmd = ReserveCommand {
+        sale,
+        user: &buyer.0,
+        quantity,
+        idempotency_key: key,
+        address: address.as_deref(),
+    };
+    let (answer, label) = reserve_units(&state, &cmd).await;
+    state.metrics.reservations.with_label_values(&[label]).inc();
+    answer.map(|r| accepted(sale, &buyer.0, &r))
+}
+
+fn accepted(sale: SaleId, user: &UserId, r: &Reservation) -> HttpResponse {
+    HttpResponse::Accepted().json(ReservationView {
+        order_id: r.order_id,
+        sale_id: sale,
+        user_id: user,
+        quantity: r.quantity,
+        amount: r.amount,
+        status: OrderStatus::PendingPayment,
+        expires_at: rfc3339(r.expires_at),
+    })
+}
