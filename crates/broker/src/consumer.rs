@@ -57,7 +57,9 @@ impl ConsumerMetrics {
                 "flashsale_consumer_batch_size",
                 "Deliveries handled together in one batch",
                 &["queue"],
-                &[1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0],
+                &[
+                    1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0,
+                ],
             ),
         }
     }
@@ -86,7 +88,18 @@ pub async fn consume_batches<H: BatchHandler>(
         Duration::from_millis(settings.reconnect_max_ms),
     );
     while !shutdown.is_cancelled() {
-        match session(&settings, &names, &opts, &*handler, &metrics, &connected, &mut backoff, &shutdown).await {
+        match session(
+            &settings,
+            &names,
+            &opts,
+            &*handler,
+            &metrics,
+            &connected,
+            &mut backoff,
+            &shutdown,
+        )
+        .await
+        {
             Ok(()) => {}
             Err(error) => {
                 tracing::warn!(queue = %opts.queue, error = format!("{error:#}"), "consumer session ended");
@@ -162,7 +175,8 @@ async fn session<H: BatchHandler>(
             .batch_size
             .with_label_values(&[opts.queue.as_str()])
             .observe(batch.len() as f64);
-        let Some(settles) = handle_with_retry(handler, &batch, opts, metrics, shutdown).await else {
+        let Some(settles) = handle_with_retry(handler, &batch, opts, metrics, shutdown).await
+        else {
             // Shutting down with an uncommitted batch: leave it unacknowledged, the broker redelivers it.
             break Ok(());
         };
@@ -189,7 +203,11 @@ async fn handle_with_retry<H: BatchHandler>(
         match handler.handle(batch).await {
             Ok(settles) if settles.len() == batch.len() => return Some(settles),
             Ok(settles) => {
-                tracing::error!(got = settles.len(), want = batch.len(), "handler settled the wrong number of messages");
+                tracing::error!(
+                    got = settles.len(),
+                    want = batch.len(),
+                    "handler settled the wrong number of messages"
+                );
             }
             Err(error) => {
                 metrics
@@ -235,7 +253,10 @@ async fn settle(
     if let Some(delivery) = last_ack {
         delivery.ack(BasicAckOptions { multiple: true }).await?;
     }
-    metrics.messages.with_label_values(&[queue, "ack"]).inc_by(acked);
+    metrics
+        .messages
+        .with_label_values(&[queue, "ack"])
+        .inc_by(acked);
     metrics
         .messages
         .with_label_values(&[queue, "dead_letter"])

@@ -139,7 +139,8 @@ impl Publisher {
         message_id: &str,
         body: &[u8],
     ) -> Result<(), PublishError> {
-        self.publish_with(routing_key, message_id, body, false).await
+        self.publish_with(routing_key, message_id, body, false)
+            .await
     }
 
     async fn publish_with(

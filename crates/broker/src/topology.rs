@@ -31,7 +31,10 @@ fn int(v: u64) -> AMQPValue {
 /// Arguments every work queue carries.
 fn work_queue_args(names: &Names, s: &AmqpSettings) -> FieldTable {
     let mut args = FieldTable::default();
-    args.insert("x-dead-letter-exchange".into(), text(&names.dead_exchange()));
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        text(&names.dead_exchange()),
+    );
     if s.queue_type == QueueType::Quorum {
         args.insert("x-queue-type".into(), text("quorum"));
         // RabbitMQ 3.10 has no default limit (4.x defaults to 20): set it so a poison message cannot loop.
@@ -140,8 +143,14 @@ pub async fn declare_expiry_wait(
 ) -> lapin::Result<()> {
     let queue = names.expiry_wait_queue(payment_window_secs);
     let mut args = FieldTable::default();
-    args.insert("x-message-ttl".into(), int(u64::from(payment_window_secs) * 1000));
-    args.insert("x-dead-letter-exchange".into(), text(&names.expiry_exchange()));
+    args.insert(
+        "x-message-ttl".into(),
+        int(u64::from(payment_window_secs) * 1000),
+    );
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        text(&names.expiry_exchange()),
+    );
     args.insert("x-dead-letter-routing-key".into(), text(EXPIRY_DUE_KEY));
     if s.queue_type == QueueType::Quorum {
         args.insert("x-queue-type".into(), text("quorum"));
@@ -151,7 +160,8 @@ pub async fn declare_expiry_wait(
     if s.queue_expires_ms > 0 {
         args.insert("x-expires".into(), int(s.queue_expires_ms));
     }
-    ch.queue_declare(queue.as_str().into(), durable(), args).await?;
+    ch.queue_declare(queue.as_str().into(), durable(), args)
+        .await?;
     bind(
         ch,
         &queue,

@@ -52,7 +52,9 @@ impl ErrorCode {
         match self {
             Self::InvalidRequest => 400,
             Self::Unauthorized | Self::InvalidSignature => 401,
-            Self::NotFound | Self::SaleNotFound | Self::OrderNotFound | Self::PaymentNotFound => 404,
+            Self::NotFound | Self::SaleNotFound | Self::OrderNotFound | Self::PaymentNotFound => {
+                404
+            }
             Self::MethodNotAllowed => 405,
             Self::SoldOut
             | Self::LimitExceeded

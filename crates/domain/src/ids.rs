@@ -147,7 +147,16 @@ mod tests {
     #[test]
     fn sale_ids_are_positive_plain_integers() {
         assert_eq!("42".parse::<SaleId>().map(SaleId::get), Ok(42));
-        for bad in ["0", "-1", "+1", " 1", "1.0", "abc", "", "99999999999999999999"] {
+        for bad in [
+            "0",
+            "-1",
+            "+1",
+            " 1",
+            "1.0",
+            "abc",
+            "",
+            "99999999999999999999",
+        ] {
             assert!(bad.parse::<SaleId>().is_err(), "{bad:?} must be refused");
         }
     }

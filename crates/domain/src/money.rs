@@ -39,7 +39,11 @@ impl FromStr for Money {
     fn from_str(s: &str) -> Result<Self, InvalidMoney> {
         let s = s.trim();
         // Plain decimal notation only: no exponent, no sign games.
-        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-') {
+        if s.is_empty()
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
+        {
             return Err(InvalidMoney::NotADecimal);
         }
         let d = Decimal::from_str(s).map_err(|_| InvalidMoney::NotADecimal)?;

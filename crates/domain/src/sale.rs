@@ -64,8 +64,7 @@ impl TryFrom<SaleDraft> for NewSale {
 
     fn try_from(d: SaleDraft) -> Result<Self, SaleRuleViolation> {
         let name_len = d.product_name.chars().count();
-        if name_len == 0 || name_len > MAX_PRODUCT_NAME_CHARS || d.product_name.trim().is_empty()
-        {
+        if name_len == 0 || name_len > MAX_PRODUCT_NAME_CHARS || d.product_name.trim().is_empty() {
             return Err(SaleRuleViolation(format!(
                 "product_name must be 1 to {MAX_PRODUCT_NAME_CHARS} characters"
             )));
@@ -80,8 +79,12 @@ impl TryFrom<SaleDraft> for NewSale {
             )));
         }
         let total_stock = bounded("stock", d.stock, 1, MAX_STOCK)?;
-        let per_user_limit =
-            bounded("per_user_limit", d.per_user_limit, 1, MAX_PER_USER_LIMIT.into())?;
+        let per_user_limit = bounded(
+            "per_user_limit",
+            d.per_user_limit,
+            1,
+            MAX_PER_USER_LIMIT.into(),
+        )?;
         let window = bounded(
             "payment_window_secs",
             d.payment_window_secs,

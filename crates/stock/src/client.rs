@@ -234,11 +234,7 @@ impl Stock {
             return Ok(());
         }
         let ids: Vec<String> = orders.iter().map(ToString::to_string).collect();
-        let _: i64 = self
-            .conn
-            .clone()
-            .zrem(self.keys.outbox(sale), ids)
-            .await?;
+        let _: i64 = self.conn.clone().zrem(self.keys.outbox(sale), ids).await?;
         Ok(())
     }
 
@@ -289,7 +285,10 @@ impl Stock {
     /// Sale ids warmed into this Redis (prefix).
     pub async fn sale_ids(&self) -> Result<Vec<SaleId>, StockError> {
         let raw: Vec<i64> = self.conn.clone().smembers(self.keys.sales_index()).await?;
-        let mut ids: Vec<SaleId> = raw.into_iter().filter_map(|id| SaleId::new(id).ok()).collect();
+        let mut ids: Vec<SaleId> = raw
+            .into_iter()
+            .filter_map(|id| SaleId::new(id).ok())
+            .collect();
         ids.sort_unstable();
         Ok(ids)
     }
@@ -399,7 +398,8 @@ impl Stock {
     /// connection and the script cache, not just PING.
     pub async fn probe(&self) -> Result<(), StockError> {
         let probe_sale = SaleId::new(i64::MAX).map_err(|e| StockError::Reply(e.to_string()))?;
-        let probe_user = UserId::parse("readiness-probe").map_err(|e| StockError::Reply(e.to_string()))?;
+        let probe_user =
+            UserId::parse("readiness-probe").map_err(|e| StockError::Reply(e.to_string()))?;
         let req = ReserveRequest {
             sale: probe_sale,
             order_id: OrderId::new_v7(),
@@ -424,7 +424,11 @@ impl Stock {
     }
 }
 
-fn held_from(sale: SaleId, order: OrderId, row: &HashMap<String, String>) -> Option<HeldReservation> {
+fn held_from(
+    sale: SaleId,
+    order: OrderId,
+    row: &HashMap<String, String>,
+) -> Option<HeldReservation> {
     let get = |name: &str| row.get(name);
     Some(HeldReservation {
         order_id: order,

@@ -2,11 +2,11 @@
 //! so no libpq is needed).
 
 use anyhow::Context;
+use diesel::Connection;
 use diesel::result::Error as DieselError;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::AsyncDieselConnectionManager;
 use diesel_async::pooled_connection::bb8::{Pool, PooledConnection};
-use diesel::Connection;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use flashsale_platform::settings::PostgresSettings;
@@ -14,6 +14,9 @@ use secrecy::ExposeSecret;
 use std::time::Duration;
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
+
+const MIGRATION_LOCK: &str = "SELECT pg_advisory_lock(7305853130861)";
+const MIGRATION_UNLOCK: &str = "SELECT pg_advisory_unlock(7305853130861)";
 
 pub type PgPool = Pool<AsyncPgConnection>;
 pub type Conn<'a> = PooledConnection<'a, AsyncPgConnection>;
@@ -61,9 +64,15 @@ pub async fn migrate(url: &str) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(&url)
             .context("connecting to PostgreSQL for migrations")?;
+        // Services starting together must not migrate at once: one waits for the other's lock.
+        diesel::RunQueryDsl::execute(diesel::sql_query(MIGRATION_LOCK), &mut conn)
+            .context("taking the migration lock")?;
         let applied = conn
             .run_pending_migrations(MIGRATIONS)
-            .map_err(|e| anyhow::anyhow!("running migrations: {e}"))?;
+            .map(|versions| versions.iter().map(ToString::to_string).collect::<Vec<_>>())
+            .map_err(|e| anyhow::anyhow!("running migrations: {e}"));
+        let _ = diesel::RunQueryDsl::execute(diesel::sql_query(MIGRATION_UNLOCK), &mut conn);
+        let applied = applied?;
         for version in applied {
             tracing::info!(%version, "migration applied");
         }

@@ -1,1 +1,13 @@
+//! Test support: every test gets its own PostgreSQL schema, Redis key prefix and AMQP name prefix on the real
+//! local services, so tests run in parallel without seeing each other's data. Services start in-process on
+//! port 0 (or as real processes, to be SIGKILLed). Waiting is on conditions with a deadline, never on sleeps.
+
+pub mod env;
 pub mod proxy;
+pub mod services;
+pub mod wait;
+
+pub use env::{SaleSpec, TestEnv};
+pub use proxy::TcpProxy;
+pub use services::{GatewayHandle, OrderWriterHandle, OrderWriterProcess, Reply};
+pub use wait::eventually;

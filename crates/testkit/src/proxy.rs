@@ -35,16 +35,34 @@ impl TcpProxy {
     /// Listens on 127.0.0.1:0 and forwards every connection to `upstream` (e.g. "127.0.0.1:5672").
     pub async fn start(upstream: &str) -> std::io::Result<TcpProxy> {
         // Resolve once so a bad address fails here, not silently in every connection.
-        let upstream = tokio::net::lookup_host(upstream).await?.next().ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::NotFound, format!("{upstream}: no address"))
-        })?;
+        let upstream = tokio::net::lookup_host(upstream)
+            .await?
+            .next()
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("{upstream}: no address"),
+                )
+            })?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (mode, mode_rx) = watch::channel(Mode::Pass);
         let (drops, drops_rx) = watch::channel(0u64);
         let open = Arc::new(AtomicUsize::new(0));
-        let accept = tokio::spawn(accept_loop(listener, upstream, mode_rx, drops_rx, open.clone()));
-        Ok(TcpProxy { addr, mode, drops, open, accept })
+        let accept = tokio::spawn(accept_loop(
+            listener,
+            upstream,
+            mode_rx,
+            drops_rx,
+            open.clone(),
+        ));
+        Ok(TcpProxy {
+            addr,
+            mode,
+            drops,
+            open,
+            accept,
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -116,7 +134,13 @@ async fn accept_loop(
         }
         tracing::debug!(%peer, %upstream, "test proxy: connection");
         open.fetch_add(1, Ordering::SeqCst);
-        tokio::spawn(serve(client, upstream, mode.clone(), drops.clone(), open.clone()));
+        tokio::spawn(serve(
+            client,
+            upstream,
+            mode.clone(),
+            drops.clone(),
+            open.clone(),
+        ));
     }
 }
 
@@ -219,7 +243,9 @@ mod tests {
 
     async fn start() -> TcpProxy {
         let echo = echo_server().await;
-        TcpProxy::start(&echo.to_string()).await.expect("start proxy")
+        TcpProxy::start(&echo.to_string())
+            .await
+            .expect("start proxy")
     }
 
     /// Sends `msg` and returns what came back within `wait` (Err on timeout).
@@ -239,7 +265,10 @@ mod tests {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        panic!("open_connections stayed {} instead of {n}", proxy.open_connections());
+        panic!(
+            "open_connections stayed {} instead of {n}",
+            proxy.open_connections()
+        );
     }
 
     /// true when the peer closed: read returns 0 or an error (a reset) rather than timing out.
@@ -266,14 +295,27 @@ mod tests {
     async fn blackhole_swallows_and_keeps_the_connection() {
         let proxy = start().await;
         let mut socket = TcpStream::connect(proxy.addr()).await.expect("connect");
-        assert!(round_trip(&mut socket, b"one", Duration::from_secs(2)).await.is_ok());
+        assert!(
+            round_trip(&mut socket, b"one", Duration::from_secs(2))
+                .await
+                .is_ok()
+        );
 
         proxy.blackhole();
         let swallowed = round_trip(&mut socket, b"lost", Duration::from_millis(300)).await;
-        assert_eq!(swallowed, Err(()), "a blackholed request must get no answer");
+        assert_eq!(
+            swallowed,
+            Err(()),
+            "a blackholed request must get no answer"
+        );
         // New connections are accepted and swallowed too.
-        let mut late = TcpStream::connect(proxy.addr()).await.expect("connect while blackholed");
-        assert_eq!(round_trip(&mut late, b"late", Duration::from_millis(300)).await, Err(()));
+        let mut late = TcpStream::connect(proxy.addr())
+            .await
+            .expect("connect while blackholed");
+        assert_eq!(
+            round_trip(&mut late, b"late", Duration::from_millis(300)).await,
+            Err(())
+        );
         assert_eq!(proxy.open_connections(), 2);
 
         // Same socket, still open; "lost" was discarded, not delayed.
@@ -286,22 +328,44 @@ mod tests {
     async fn cut_closes_and_refuses_until_pass_and_drop_connections_closes() {
         let proxy = start().await;
         let mut socket = TcpStream::connect(proxy.addr()).await.expect("connect");
-        assert!(round_trip(&mut socket, b"hi", Duration::from_secs(2)).await.is_ok());
+        assert!(
+            round_trip(&mut socket, b"hi", Duration::from_secs(2))
+                .await
+                .is_ok()
+        );
 
         proxy.cut();
         assert!(closed(&mut socket).await, "cut must close open connections");
         wait_until_open(&proxy, 0).await;
-        let mut refused = TcpStream::connect(proxy.addr()).await.expect("accepted while cut");
-        assert!(closed(&mut refused).await, "cut must close new connections at once");
+        let mut refused = TcpStream::connect(proxy.addr())
+            .await
+            .expect("accepted while cut");
+        assert!(
+            closed(&mut refused).await,
+            "cut must close new connections at once"
+        );
 
         proxy.pass();
-        let mut again = TcpStream::connect(proxy.addr()).await.expect("connect after pass");
-        assert!(round_trip(&mut again, b"back", Duration::from_secs(2)).await.is_ok());
+        let mut again = TcpStream::connect(proxy.addr())
+            .await
+            .expect("connect after pass");
+        assert!(
+            round_trip(&mut again, b"back", Duration::from_secs(2))
+                .await
+                .is_ok()
+        );
 
         // drop_connections closes what is open but keeps forwarding for new connections.
         proxy.drop_connections();
-        assert!(closed(&mut again).await, "drop_connections must close open connections");
+        assert!(
+            closed(&mut again).await,
+            "drop_connections must close open connections"
+        );
         let mut fresh = TcpStream::connect(proxy.addr()).await.expect("reconnect");
-        assert!(round_trip(&mut fresh, b"new", Duration::from_secs(2)).await.is_ok());
+        assert!(
+            round_trip(&mut fresh, b"new", Duration::from_secs(2))
+                .await
+                .is_ok()
+        );
     }
 }

@@ -81,7 +81,11 @@ impl FromRequest for Buyer {
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(state(req).and_then(|s| s.auth.buyer(bearer(req)?)).map(Buyer))
+        ready(
+            state(req)
+                .and_then(|s| s.auth.buyer(bearer(req)?))
+                .map(Buyer),
+        )
     }
 }
 

@@ -7,7 +7,10 @@ use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
 /// Reads the whole body, refusing it past `limit` bytes without buffering the rest.
-pub async fn read_limited(mut payload: web::Payload, limit: usize) -> Result<web::BytesMut, ApiError> {
+pub async fn read_limited(
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::BytesMut, ApiError> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| ApiError::invalid(format!("cannot read the body: {e}")))?;
@@ -27,12 +30,21 @@ pub fn too_large(limit: usize) -> ApiError {
 }
 
 /// `Some(value)` for a JSON body sent as `application/json`, `None` for an empty body.
-pub fn optional_json<T: DeserializeOwned>(req: &HttpRequest, body: &[u8]) -> Result<Option<T>, ApiError> {
+pub fn optional_json<T: DeserializeOwned>(
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<Option<T>, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
     require_json_content_type(req)?;
-    serde_json::from_slice(body)
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?;
+    // serde would accept a struct written as an array; the API speaks objects only.
+    if !value.is_object() {
+        return Err(ApiError::invalid("the body must be a JSON object"));
+    }
+    serde_json::from_value(value)
         .map(Some)
         .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))
 }
@@ -47,7 +59,9 @@ pub fn require_json_content_type(req: &HttpRequest) -> Result<(), ApiError> {
     if is_json {
         Ok(())
     } else {
-        Err(ApiError::invalid("the body must be sent as application/json"))
+        Err(ApiError::invalid(
+            "the body must be sent as application/json",
+        ))
     }
 }
 

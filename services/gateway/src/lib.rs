@@ -86,10 +86,13 @@ impl App {
             stopping: CancellationToken::new(),
         };
         if let Err(error) = warm::warm_missing(&state).await {
-            tracing::warn!(error = format!("{error:#}"), "initial warming failed; the warmer retries");
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "initial warming failed; the warmer retries"
+            );
         }
-        let listener = TcpListener::bind(&g.listen)
-            .with_context(|| format!("binding {}", g.listen))?;
+        let listener =
+            TcpListener::bind(&g.listen).with_context(|| format!("binding {}", g.listen))?;
         let port = listener.local_addr()?.port();
         Ok(Self {
             settings,
@@ -120,7 +123,12 @@ impl App {
         } = self;
         let background = TaskTracker::new();
         let loops = CancellationToken::new();
-        let remover = tokio::spawn(outbox::remove_confirmed(state.clone(), confirmed_rx));
+        let flush = CancellationToken::new();
+        let remover = tokio::spawn(outbox::remove_confirmed(
+            state.clone(),
+            confirmed_rx,
+            flush.clone(),
+        ));
         background.spawn(outbox::relay(
             state.clone(),
             Duration::from_millis(settings.outbox.relay_interval_ms),
@@ -147,9 +155,10 @@ impl App {
         let _ = server_task.await;
         loops.cancel();
         background.wait().await;
-        let publisher = state.publisher.clone();
-        drop(state); // the last sender of confirmed entries: the remover flushes and ends
+        // HTTP has drained, so no new confirmed entries can arrive: flush the queued ones and stop.
+        flush.cancel();
         let _ = remover.await;
+        let publisher = state.publisher.clone();
         publisher.close().await;
         tracing::info!("gateway stopped");
         Ok(())
@@ -203,9 +212,10 @@ async fn bound_in_flight(
     };
     if bound.now.fetch_add(1, Ordering::AcqRel) >= bound.max {
         bound.now.fetch_sub(1, Ordering::AcqRel);
-        let res: HttpResponse = actix_web::ResponseError::error_response(
-            &error::ApiError::new(ErrorCode::Unavailable, "the gateway is at capacity; retry shortly"),
-        );
+        let res: HttpResponse = actix_web::ResponseError::error_response(&error::ApiError::new(
+            ErrorCode::Unavailable,
+            "the gateway is at capacity; retry shortly",
+        ));
         return Ok(req.into_response(res));
     }
     let result = next.call(req).await;

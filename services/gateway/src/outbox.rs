@@ -11,19 +11,40 @@ use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
-/// Removes confirmed entries in batches, until the sender side is dropped and everything queued is flushed.
-pub async fn remove_confirmed(state: AppState, mut rx: UnboundedReceiver<(SaleId, OrderId)>) {
+/// Removes confirmed entries in batches until `shutdown`, then flushes whatever is already queued.
+pub async fn remove_confirmed(
+    state: AppState,
+    mut rx: UnboundedReceiver<(SaleId, OrderId)>,
+    shutdown: CancellationToken,
+) {
     let mut buf = Vec::with_capacity(1024);
-    while rx.recv_many(&mut buf, 1024).await > 0 {
-        let mut by_sale: BTreeMap<SaleId, Vec<OrderId>> = BTreeMap::new();
-        for (sale, order) in buf.drain(..) {
-            by_sale.entry(sale).or_default().push(order);
-        }
-        for (sale, orders) in by_sale {
-            if let Err(error) = state.stock.confirmed(sale, &orders).await {
-                // Harmless: the relay re-publishes them and consumers dedupe.
-                tracing::warn!(%error, sale = %sale, n = orders.len(), "cannot remove confirmed outbox entries");
+    loop {
+        let received = tokio::select! {
+            n = rx.recv_many(&mut buf, 1024) => n,
+            _ = shutdown.cancelled() => {
+                while let Ok(item) = rx.try_recv() {
+                    buf.push(item);
+                }
+                flush(&state, &mut buf).await;
+                return;
             }
+        };
+        if received == 0 {
+            return;
+        }
+        flush(&state, &mut buf).await;
+    }
+}
+
+async fn flush(state: &AppState, buf: &mut Vec<(SaleId, OrderId)>) {
+    let mut by_sale: BTreeMap<SaleId, Vec<OrderId>> = BTreeMap::new();
+    for (sale, order) in buf.drain(..) {
+        by_sale.entry(sale).or_default().push(order);
+    }
+    for (sale, orders) in by_sale {
+        if let Err(error) = state.stock.confirmed(sale, &orders).await {
+            // Harmless: the relay re-publishes them and consumers dedupe.
+            tracing::warn!(%error, sale = %sale, n = orders.len(), "cannot remove confirmed outbox entries");
         }
     }
 }
@@ -80,7 +101,11 @@ pub async fn relay_once(state: &AppState) -> anyhow::Result<usize> {
                 .await
             {
                 Ok(()) => {
-                    state.metrics.relayed.with_label_values(&["confirmed"]).inc();
+                    state
+                        .metrics
+                        .relayed
+                        .with_label_values(&["confirmed"])
+                        .inc();
                     Some(*id)
                 }
                 Err(error) => {

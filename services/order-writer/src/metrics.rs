@@ -41,7 +41,9 @@ impl WriterMetrics {
                 "flashsale_order_writer_commit_seconds",
                 "Time of one batch transaction, from first query to commit",
                 &[],
-                &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5],
+                &[
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                ],
             ),
         }
     }

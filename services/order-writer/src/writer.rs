@@ -47,12 +47,18 @@ impl BatchHandler for OrderWriter {
                 Ok(m) if m.v == ReservationCreated::VERSION => decoded.push((i, m)),
                 Ok(m) => {
                     tracing::error!(v = m.v, order_id = %m.order_id, "unsupported message version; dead-lettering");
-                    self.metrics.dead_letters.with_label_values(&["version"]).inc();
+                    self.metrics
+                        .dead_letters
+                        .with_label_values(&["version"])
+                        .inc();
                     settles[i] = Settle::DeadLetter;
                 }
                 Err(error) => {
                     tracing::error!(%error, "undecodable reservation.created; dead-lettering");
-                    self.metrics.dead_letters.with_label_values(&["undecodable"]).inc();
+                    self.metrics
+                        .dead_letters
+                        .with_label_values(&["undecodable"])
+                        .inc();
                     settles[i] = Settle::DeadLetter;
                 }
             }
@@ -84,7 +90,10 @@ impl BatchHandler for OrderWriter {
         for &k in &decisions.unknown_sale {
             let (i, m) = &decoded[k];
             tracing::error!(order_id = %m.order_id, sale_id = %m.sale_id, "reservation for an unknown sale; dead-lettering");
-            self.metrics.dead_letters.with_label_values(&["unknown_sale"]).inc();
+            self.metrics
+                .dead_letters
+                .with_label_values(&["unknown_sale"])
+                .inc();
             settles[*i] = Settle::DeadLetter;
         }
         // Announced before the acks: if this fails the batch is retried, finds the rows and announces again.

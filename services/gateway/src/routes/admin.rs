@@ -7,8 +7,8 @@ use crate::state::AppState;
 use crate::warm::{snapshot_of, warm_sale};
 use actix_web::{HttpResponse, web};
 use chrono::Utc;
-use flashsale_domain::NewSale;
 use flashsale_domain::sale::SaleDraft;
+use flashsale_domain::{NewSale, SaleId};
 use flashsale_store::{StoreError, sales};
 
 pub async fn create_sale(
@@ -24,14 +24,18 @@ pub async fn create_sale(
     // The sale is recorded; if warming fails now, the periodic warmer makes it live within
     // gateway.warm_interval_ms, so the answer is still 201.
     if let Err(error) = warm_sale(&state, &row).await {
-        tracing::warn!(sale = row.id, error = format!("{error:#}"), "sale created but not yet warmed");
+        tracing::warn!(
+            sale = row.id,
+            error = format!("{error:#}"),
+            "sale created but not yet warmed"
+        );
     }
-    let view = match state.stock.snapshot(flashsale_domain::SaleId::new(row.id).map_err(|e| ApiError::internal(e))?).await {
-        Ok(Some(snapshot)) => SaleView::of(&snapshot, Utc::now()),
-        _ => SaleView::of(
-            &snapshot_of(&row, row.total_stock, 0).map_err(ApiError::internal)?,
-            Utc::now(),
-        ),
+    let id = SaleId::new(row.id).map_err(ApiError::internal)?;
+    let snapshot = match state.stock.snapshot(id).await {
+        Ok(Some(live)) => live,
+        // Not warmed yet: what PostgreSQL recorded is the truth.
+        _ => snapshot_of(&row, row.total_stock, 0).map_err(ApiError::internal)?,
     };
+    let view = SaleView::of(&snapshot, Utc::now());
     Ok(HttpResponse::Created().json(view))
 }

@@ -95,7 +95,7 @@ pub async fn get_order(
         Ok(None) | Err(_) => {
             let found = held_reservation(&state, id).await?;
             match (found, stored) {
-                (Some(r), _) if &r.user == &buyer.0 => r.into(),
+                (Some(r), _) if r.user == buyer.0 => r.into(),
                 (_, Err(e)) => return Err(e),
                 _ => return Err(not_found()),
             }
@@ -104,7 +104,10 @@ pub async fn get_order(
     Ok(HttpResponse::Ok().json(view))
 }
 
-async fn held_reservation(state: &AppState, id: OrderId) -> Result<Option<HeldReservation>, ApiError> {
+async fn held_reservation(
+    state: &AppState,
+    id: OrderId,
+) -> Result<Option<HeldReservation>, ApiError> {
     let sales = live_sales(state).await?;
     Ok(state.stock.find_reservation(id, &sales).await?)
 }

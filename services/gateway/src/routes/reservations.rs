@@ -74,7 +74,11 @@ pub async fn reserve(
     let (sale, quantity, key) = match parsed {
         Ok(parsed) => parsed,
         Err(e) => {
-            state.metrics.reservations.with_label_values(&[e.code.as_str()]).inc();
+            state
+                .metrics
+                .reservations
+                .with_label_values(&[e.code.as_str()])
+                .inc();
             return Err(e);
         }
     };

@@ -1,0 +1,9 @@
+//! The end-to-end suite: every test runs against the real PostgreSQL, Redis and RabbitMQ, in its own schema,
+//! key prefix and queue prefix. One binary, so the suite links once.
+
+mod faults;
+mod health;
+mod order_writer;
+mod orders;
+mod refusals;
+mod reservations;
