@@ -221,3 +221,48 @@ async fn an_order_writer_killed_mid_burst_loses_nothing() {
     assert_eq!(env.held(sale).await, 600);
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sale_lost_by_redis_answers_503_until_it_is_warmed_from_postgres() {
+    let env = TestEnv::new().await;
+    let gw = env.spawn_gateway().await;
+    let _writer = env.spawn_order_writer().await;
+    let sale = gw.create_sale(&env, &SaleSpec::stock(5)).await;
+    assert_eq!(
+        gw.reserve(sale, &env.token("uma")).await.status,
+        StatusCode::ACCEPTED
+    );
+    eventually(DRAIN, || env.order_count(sale), 1).await;
+
+    // Redis restarts empty (only this test's keys, never FLUSHDB).
+    let mut redis = env
+        .redis()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let keys = env.stock.keys();
+    let _: () = redis::cmd("DEL")
+        .arg(keys.sale(sale))
+        .arg(keys.stock(sale))
+        .arg(keys.buyers(sale))
+        .query_async(&mut redis)
+        .await
+        .expect("del");
+    let lost = gw.reserve(sale, &env.token("vic")).await;
+    assert_eq!(
+        lost.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "never SOLD_OUT, never unlimited: {lost:?}"
+    );
+    assert_eq!(lost.code(), "UNAVAILABLE");
+
+    // The warmer restores it from PostgreSQL: remaining = total - held, and the buyer's limit still holds.
+    eventually(DRAIN, || env.remaining(sale), Some(4)).await;
+    let again = gw.reserve(sale, &env.token("uma")).await;
+    assert_eq!(again.code(), "LIMIT_EXCEEDED", "{again:?}");
+    let fresh = gw.reserve(sale, &env.token("vic")).await;
+    assert_eq!(fresh.status, StatusCode::ACCEPTED, "{fresh:?}");
+    eventually(DRAIN, || env.order_count(sale), 2).await;
+    assert_eq!(env.held(sale).await, 2);
+    env.cleanup().await;
+}

@@ -342,3 +342,30 @@ async fn admin_creation_is_guarded_and_validated() {
     assert_eq!(env.sale_rows().await, 1);
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_per_address_limit_is_enforced_when_configured() {
+    let env = TestEnv::with(|s| {
+        s.gateway.address_rate_per_sec = 1;
+        s.gateway.address_rate_burst = 2;
+    })
+    .await;
+    let gw = env.spawn_gateway().await;
+    let sale = gw.create_sale(&env, &SaleSpec::stock(5)).await;
+    // Three different buyers from one address (127.0.0.1): the third is over the address's burst.
+    let mut replies = Vec::new();
+    for user in ["addr-1", "addr-2", "addr-3"] {
+        replies.push(gw.reserve(sale, &env.token(user)).await);
+    }
+    assert_eq!(replies[0].status, StatusCode::ACCEPTED);
+    assert_eq!(replies[1].status, StatusCode::ACCEPTED);
+    expect(
+        replies[2].clone(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "RATE_LIMITED",
+    )
+    .await;
+    assert!(replies[2].retry_after().is_some_and(|s| s >= 1));
+    assert_eq!(env.remaining(sale).await, Some(3));
+    env.cleanup().await;
+}
