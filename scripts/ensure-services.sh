@@ -199,6 +199,8 @@ ensure_rabbitmq() {
             say "rabbitmq node is booting, waiting"
         else
             say "starting rabbitmq"
+            # Quorum queues hold file descriptors; the default 1024 runs out under parallel tests.
+            ulimit -n 65536 2>/dev/null || true
             rabbitmq-server -detached || die "could not start rabbitmq; see /var/log/rabbitmq/"
         fi
     fi

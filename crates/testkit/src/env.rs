@@ -130,7 +130,9 @@ impl TestEnv {
             "amqp://guest:guest@127.0.0.1:5672/%2f",
         ));
         s.amqp.prefix = format!("{name}.");
-        s.amqp.queue_expires_ms = 600_000;
+        // Cleanup deletes the queues; expiry is the backstop for tests that panicked. Quorum queues hold file
+        // descriptors in the broker, so leftovers must not pile up.
+        s.amqp.queue_expires_ms = 120_000;
         s.amqp.confirm_timeout_ms = 1000;
         s.amqp.reconnect_min_ms = 50;
         s.amqp.reconnect_max_ms = 400;
@@ -141,6 +143,10 @@ impl TestEnv {
         s.gateway.warm_interval_ms = 500;
         s.order_writer.listen = "127.0.0.1:0".into();
         s.telemetry.log_level = "warn".into();
+        if let Ok(filter) = std::env::var("FLASHSALE_TEST_LOG") {
+            s.telemetry.log_level = filter;
+            flashsale_platform::telemetry::init("test", &s.telemetry);
+        }
         adjust(&mut s);
         s.validate()?;
 
@@ -280,11 +286,71 @@ impl TestEnv {
             .n
     }
 
-    /// Drops the schema and the Redis keys. Queues and exchanges expire by themselves.
+    /// Deletes the queues and exchanges, drops the schema and unlinks the Redis keys.
     pub async fn cleanup(self) {
+        if let Err(e) = tokio::time::timeout(Duration::from_secs(10), self.delete_topology()).await
+        {
+            tracing::warn!(error = %e, env = %self.name, "deleting test queues timed out; they expire by themselves");
+        }
         if let Err(e) = drop_env(&self.name).await {
             tracing::warn!(error = %e, env = %self.name, "test cleanup failed; the next sweep retries");
         }
+    }
+}
+
+impl TestEnv {
+    async fn delete_topology(&self) {
+        #[derive(QueryableByName)]
+        struct W {
+            #[diesel(sql_type = diesel::sql_types::Integer)]
+            w: i32,
+        }
+        let windows: Vec<i32> =
+            diesel::sql_query("SELECT DISTINCT payment_window_secs AS w FROM sales")
+                .load::<W>(&mut self.pg().await)
+                .await
+                .map(|rows| rows.into_iter().map(|r| r.w).collect())
+                .unwrap_or_default();
+        let names = flashsale_broker::Names::new(&self.settings.amqp.prefix);
+        let Ok(conn) = flashsale_broker::connect(&self.settings.amqp, "test-cleanup").await else {
+            return;
+        };
+        let Ok(ch) = conn.create_channel().await else {
+            return;
+        };
+        let mut queues = vec![
+            names.order_writer_queue(),
+            names.payment_queue(),
+            names.expiry_due_queue(),
+            names.dead_queue(),
+        ];
+        queues.extend(
+            windows
+                .into_iter()
+                .filter_map(|w| u32::try_from(w).ok())
+                .map(|w| names.expiry_wait_queue(w)),
+        );
+        for q in queues {
+            let _ = ch
+                .queue_delete(
+                    q.as_str().into(),
+                    lapin::options::QueueDeleteOptions::default(),
+                )
+                .await;
+        }
+        for ex in [
+            names.events_exchange(),
+            names.dead_exchange(),
+            names.expiry_exchange(),
+        ] {
+            let _ = ch
+                .exchange_delete(
+                    ex.as_str().into(),
+                    lapin::options::ExchangeDeleteOptions::default(),
+                )
+                .await;
+        }
+        let _ = conn.close(200, "test done".into()).await;
     }
 }
 
