@@ -145,6 +145,10 @@ pub async fn missing_sale_state(state: &AppState, sale: SaleId) -> ApiError {
     .await;
     match found {
         Ok(None) => ApiError::new(ErrorCode::SaleNotFound, "no such sale"),
+        // Redis lost it, but the sale is over: no warming will ever make it reservable.
+        Ok(Some(row)) if chrono::Utc::now() >= row.ends_at => {
+            ApiError::new(ErrorCode::SaleEnded, Refusal::Ended.to_string())
+        }
         Ok(Some(_)) => {
             ApiError::unavailable("the sale is being restored to the stock cache; retry shortly")
         }

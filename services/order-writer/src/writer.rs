@@ -44,7 +44,18 @@ impl BatchHandler for OrderWriter {
         let mut decoded: Vec<(usize, ReservationCreated)> = Vec::with_capacity(batch.len());
         for (i, delivery) in batch.iter().enumerate() {
             match serde_json::from_slice::<ReservationCreated>(&delivery.data) {
-                Ok(m) if m.v == ReservationCreated::VERSION => decoded.push((i, m)),
+                Ok(m) if m.v == ReservationCreated::VERSION && breaks_a_rule(&m).is_none() => {
+                    decoded.push((i, m))
+                }
+                Ok(m) if m.v == ReservationCreated::VERSION => {
+                    let rule = breaks_a_rule(&m).unwrap_or_default();
+                    tracing::error!(order_id = %m.order_id, rule, "reservation breaks a rule; dead-lettering");
+                    self.metrics
+                        .dead_letters
+                        .with_label_values(&["invalid"])
+                        .inc();
+                    settles[i] = Settle::DeadLetter;
+                }
                 Ok(m) => {
                     tracing::error!(v = m.v, order_id = %m.order_id, "unsupported message version; dead-lettering");
                     self.metrics
@@ -107,6 +118,20 @@ impl BatchHandler for OrderWriter {
                 .context("announcing reservation.rejected")?;
         }
         Ok(settles)
+    }
+}
+
+/// A message that decodes but could never be written (a table CHECK would refuse it) is refused here, so it is
+/// dead-lettered instead of failing its whole batch forever.
+fn breaks_a_rule(m: &ReservationCreated) -> Option<&'static str> {
+    if m.quantity == 0 || m.quantity > flashsale_domain::sale::MAX_PER_USER_LIMIT {
+        Some("quantity out of range")
+    } else if m.amount.minor() <= 0 {
+        Some("amount must be positive")
+    } else if m.expires_at < m.created_at {
+        Some("expires_at before created_at")
+    } else {
+        None
     }
 }
 

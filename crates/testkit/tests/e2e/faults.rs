@@ -266,3 +266,37 @@ async fn a_sale_lost_by_redis_answers_503_until_it_is_warmed_from_postgres() {
     assert_eq!(env.held(sale).await, 2);
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_ended_sale_lost_by_redis_is_answered_from_postgres() {
+    let env = TestEnv::new().await;
+    let gw = env.spawn_gateway().await;
+    let now = chrono::Utc::now();
+    let spec = SaleSpec {
+        starts_at: now - chrono::Duration::hours(3),
+        ends_at: now - chrono::Duration::hours(2),
+        ..SaleSpec::stock(5)
+    };
+    let sale = gw.create_sale(&env, &spec).await;
+    let mut redis = env
+        .redis()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let keys = env.stock.keys();
+    let _: () = redis::cmd("DEL")
+        .arg(keys.sale(sale))
+        .arg(keys.stock(sale))
+        .query_async(&mut redis)
+        .await
+        .expect("del");
+
+    let status = gw.sale(sale).await;
+    assert_eq!(status.status, StatusCode::OK, "{status:?}");
+    assert_eq!(status.body["status"], "ended");
+    assert_eq!(status.body["remaining"], 5);
+    let late = gw.reserve(sale, &env.token("wes")).await;
+    assert_eq!(late.status, StatusCode::CONFLICT, "{late:?}");
+    assert_eq!(late.code(), "SALE_ENDED");
+    env.cleanup().await;
+}

@@ -4,6 +4,7 @@ use crate::error::ApiError;
 use crate::reserve::missing_sale_state;
 use crate::routes::sale_id;
 use crate::state::AppState;
+use crate::warm::snapshot_of;
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, SecondsFormat, Utc};
 use flashsale_domain::{Money, SaleId, SaleStatus};
@@ -54,8 +55,23 @@ pub async fn get_sale(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let sale = sale_id(&path)?;
-    match state.stock.snapshot(sale).await? {
-        Some(snapshot) => Ok(HttpResponse::Ok().json(SaleView::of(&snapshot, Utc::now()))),
-        None => Err(missing_sale_state(&state, sale).await),
+    if let Some(snapshot) = state.stock.snapshot(sale).await? {
+        return Ok(HttpResponse::Ok().json(SaleView::of(&snapshot, Utc::now())));
+    }
+    // A sale whose last reservations can no longer be held is never warmed again: PostgreSQL answers for it.
+    let row = {
+        let mut conn = state.pool.get().await?;
+        flashsale_store::sales::find(&mut conn, sale).await?
+    };
+    match row {
+        Some(row)
+            if row.ends_at + chrono::Duration::seconds(row.payment_window_secs.into())
+                <= Utc::now() =>
+        {
+            let snapshot =
+                snapshot_of(&row, row.total_stock - row.held, 0).map_err(ApiError::internal)?;
+            Ok(HttpResponse::Ok().json(SaleView::of(&snapshot, Utc::now())))
+        }
+        _ => Err(missing_sale_state(&state, sale).await),
     }
 }
