@@ -26,6 +26,30 @@ pub struct ReservationCreated {
 impl ReservationCreated {
     pub const VERSION: u8 = 1;
 
+    /// The current version of the message; the payment window is the span from creation to deadline.
+    pub fn new(
+        order_id: OrderId,
+        sale_id: SaleId,
+        user_id: UserId,
+        quantity: u32,
+        amount: Money,
+        created_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Self {
+        let window_secs = (expires_at - created_at).num_seconds().max(0);
+        Self {
+            v: Self::VERSION,
+            order_id,
+            sale_id,
+            user_id,
+            quantity,
+            amount,
+            created_at,
+            expires_at,
+            payment_window_secs: u32::try_from(window_secs).unwrap_or(u32::MAX),
+        }
+    }
+
     /// `reservation.created.w<secs>`: consumers bind `reservation.created.#`; each expiry wait queue binds
     /// the one payment window whose TTL it carries, so windows never delay each other.
     pub fn routing_key(&self) -> String {

@@ -35,3 +35,31 @@ async fn wait_for_signal() {
 async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
+
+/// Runs `pass` every `interval` until `shutdown`, logging (not propagating) a failed pass: background loops
+/// such as the outbox relay and the warmer must outlive a dependency's outage.
+pub async fn every<F, Fut>(
+    interval: std::time::Duration,
+    shutdown: CancellationToken,
+    name: &str,
+    mut pass: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<usize>>,
+{
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(error) = pass().await {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                loop_name = name,
+                "background pass failed"
+            );
+        }
+    }
+}

@@ -51,17 +51,8 @@ async fn flush(state: &AppState, buf: &mut Vec<(SaleId, OrderId)>) {
 
 /// Runs the relay every `interval` until `shutdown`.
 pub async fn relay(state: AppState, interval: Duration, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        if let Err(error) = relay_once(&state).await {
-            tracing::warn!(error = format!("{error:#}"), "outbox relay pass failed");
-        }
-    }
+    flashsale_platform::shutdown::every(interval, shutdown, "outbox relay", || relay_once(&state))
+        .await;
 }
 
 /// One pass over every sale's outbox. Returns how many entries were confirmed.
@@ -82,18 +73,15 @@ pub async fn relay_once(state: &AppState) -> anyhow::Result<usize> {
                 state.metrics.relayed.with_label_values(&["orphan"]).inc();
                 return Some(*id);
             };
-            let window_ms = (r.expires_at - r.created_at).num_milliseconds().max(0);
-            let message = ReservationCreated {
-                v: ReservationCreated::VERSION,
-                order_id: r.order_id,
-                sale_id: sale,
-                user_id: r.user,
-                quantity: r.quantity,
-                amount: r.amount,
-                created_at: r.created_at,
-                expires_at: r.expires_at,
-                payment_window_secs: u32::try_from(window_ms / 1000).unwrap_or(u32::MAX),
-            };
+            let message = ReservationCreated::new(
+                r.order_id,
+                sale,
+                r.user,
+                r.quantity,
+                r.amount,
+                r.created_at,
+                r.expires_at,
+            );
             let body = serde_json::to_vec(&message).ok()?;
             match state
                 .publisher

@@ -71,18 +71,15 @@ pub async fn reserve(
 }
 
 fn created_message(cmd: &ReserveCommand<'_>, r: &Reservation) -> ReservationCreated {
-    let window_ms = (r.expires_at - r.created_at).num_milliseconds().max(0);
-    ReservationCreated {
-        v: ReservationCreated::VERSION,
-        order_id: r.order_id,
-        sale_id: cmd.sale,
-        user_id: cmd.user.clone(),
-        quantity: r.quantity,
-        amount: r.amount,
-        created_at: r.created_at,
-        expires_at: r.expires_at,
-        payment_window_secs: u32::try_from(window_ms / 1000).unwrap_or(u32::MAX),
-    }
+    ReservationCreated::new(
+        r.order_id,
+        cmd.sale,
+        cmd.user.clone(),
+        r.quantity,
+        r.amount,
+        r.created_at,
+        r.expires_at,
+    )
 }
 
 async fn publish_failed(

@@ -75,15 +75,6 @@ pub async fn warm_missing(state: &AppState) -> anyhow::Result<usize> {
 }
 
 pub async fn warmer(state: AppState, interval: Duration, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        if let Err(error) = warm_missing(&state).await {
-            tracing::warn!(error = format!("{error:#}"), "warming pass failed");
-        }
-    }
+    flashsale_platform::shutdown::every(interval, shutdown, "warmer", || warm_missing(&state))
+        .await;
 }

@@ -82,7 +82,10 @@ pub async fn reserve(
             return Err(e);
         }
     };
-    let address = req.peer_addr().map(|a| a.ip().to_string());
+    // Only formatted when the per-address limit is on: the hot path does no work it does not need.
+    let address = (state.limits.address_per_sec > 0)
+        .then(|| req.peer_addr().map(|a| a.ip().to_string()))
+        .flatten();
     let cmd = ReserveCommand {
         sale,
         user: &buyer.0,
