@@ -292,7 +292,10 @@ impl TestEnv {
         {
             tracing::warn!(error = %e, env = %self.name, "deleting test queues timed out; they expire by themselves");
         }
-        if let Err(e) = drop_env(&self.name).await {
+        let dropped = tokio::time::timeout(Duration::from_secs(20), drop_env(&self.name))
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("timed out")));
+        if let Err(e) = dropped {
             tracing::warn!(error = %e, env = %self.name, "test cleanup failed; the next sweep retries");
         }
     }
@@ -403,17 +406,11 @@ async fn sweep_stale(admin: &str) -> anyhow::Result<()> {
     }
     let client = redis::Client::open(var("FLASHSALE_TEST_REDIS", "redis://127.0.0.1:6379"))?;
     let mut redis = client.get_multiplexed_async_connection().await?;
-    let mut stale = Vec::new();
-    {
-        let mut iter: redis::AsyncIter<String> =
-            redis::AsyncCommands::scan_match(&mut redis, "t*_*").await?;
-        while let Some(key) = futures_util::StreamExt::next(&mut iter).await {
-            let key = key?;
-            if is_stale(&key) {
-                stale.push(key);
-            }
-        }
-    }
+    let stale: Vec<String> = scan(&mut redis, "t*_*")
+        .await?
+        .into_iter()
+        .filter(|key| is_stale(key))
+        .collect();
     for chunk in stale.chunks(500) {
         let _: () = redis::cmd("UNLINK")
             .arg(chunk)
@@ -421,6 +418,30 @@ async fn sweep_stale(admin: &str) -> anyhow::Result<()> {
             .await?;
     }
     Ok(())
+}
+
+/// Every key matching `pattern`, with an explicit SCAN cursor loop.
+async fn scan(
+    redis: &mut redis::aio::MultiplexedConnection,
+    pattern: &str,
+) -> anyhow::Result<Vec<String>> {
+    let mut keys = Vec::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(redis)
+            .await?;
+        keys.extend(batch);
+        if next == 0 {
+            return Ok(keys);
+        }
+        cursor = next;
+    }
 }
 
 async fn drop_env(name: &str) -> anyhow::Result<()> {
@@ -431,14 +452,7 @@ async fn drop_env(name: &str) -> anyhow::Result<()> {
         .await?;
     let client = redis::Client::open(var("FLASHSALE_TEST_REDIS", "redis://127.0.0.1:6379"))?;
     let mut redis = client.get_multiplexed_async_connection().await?;
-    let mut keys = Vec::new();
-    {
-        let mut iter: redis::AsyncIter<String> =
-            redis::AsyncCommands::scan_match(&mut redis, format!("{name}:*")).await?;
-        while let Some(key) = futures_util::StreamExt::next(&mut iter).await {
-            keys.push(key?);
-        }
-    }
+    let keys = scan(&mut redis, &format!("{name}:*")).await?;
     for chunk in keys.chunks(500) {
         let _: () = redis::cmd("UNLINK")
             .arg(chunk)
