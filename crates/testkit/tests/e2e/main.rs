@@ -3,6 +3,7 @@
 
 mod faults;
 mod health;
+mod loadtest;
 mod order_writer;
 mod orders;
 mod refusals;
