@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SHELL := /bin/bash
 
-.PHONY: run test migrate services build lint fmt clean
+.PHONY: run test bench migrate services build lint fmt clean
 
 ## run: build, start PostgreSQL/Redis/RabbitMQ if needed, migrate, start every service, create a demo sale
 run: services build
@@ -14,6 +14,12 @@ test: services
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) nextest run --workspace $(if $(CI),--profile ci,)
+
+## bench: release build, then ceiling, race, flood, sustain, writer and redis-benchmark, and one table
+##        (docs/performance.md). Not part of `make test`. Stop `make run` first: it uses the same ports.
+bench: services
+	$(CARGO) build --release --workspace --bins
+	@scripts/bench.sh
 
 ## migrate: apply the database migrations to postgres.url
 migrate: services

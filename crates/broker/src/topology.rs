@@ -170,3 +170,39 @@ pub async fn declare_expiry_wait(
     )
     .await
 }
+
+/// Deletes every queue and exchange of `names` (tests and the load tool clean up after themselves; the broker
+/// keeps file descriptors for each quorum queue). Best effort: what cannot be deleted expires by `x-expires`.
+pub async fn delete(ch: &Channel, names: &Names, payment_windows: impl IntoIterator<Item = u32>) {
+    let mut queues = vec![
+        names.order_writer_queue(),
+        names.payment_queue(),
+        names.expiry_due_queue(),
+        names.dead_queue(),
+    ];
+    queues.extend(
+        payment_windows
+            .into_iter()
+            .map(|w| names.expiry_wait_queue(w)),
+    );
+    for q in queues {
+        let _ = ch
+            .queue_delete(
+                q.as_str().into(),
+                lapin::options::QueueDeleteOptions::default(),
+            )
+            .await;
+    }
+    for ex in [
+        names.events_exchange(),
+        names.dead_exchange(),
+        names.expiry_exchange(),
+    ] {
+        let _ = ch
+            .exchange_delete(
+                ex.as_str().into(),
+                lapin::options::ExchangeDeleteOptions::default(),
+            )
+            .await;
+    }
+}

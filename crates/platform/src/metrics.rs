@@ -10,6 +10,18 @@ use prometheus::{
 };
 use std::time::Instant;
 
+/// A fresh registry with the process metrics (`process_resident_memory_bytes`, CPU seconds, open file
+/// descriptors), which operators and the load tool read.
+pub fn service_registry() -> Registry {
+    let registry = Registry::new();
+    registry
+        .register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .unwrap_or_else(|e| panic!("process metrics registered twice: {e}"));
+    registry
+}
+
 /// Latency buckets for a service that answers in milliseconds.
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,

@@ -147,6 +147,11 @@ impl Stock {
         &self.keys
     }
 
+    /// SHA1 of the reservation script, for `EVALSHA` from outside (the benchmark of the cache's own ceiling).
+    pub fn reserve_script_sha(&self) -> &str {
+        self.scripts.reserve.get_hash()
+    }
+
     /// The whole reservation decision in one EVALSHA.
     pub async fn reserve(
         &self,

@@ -321,38 +321,12 @@ impl TestEnv {
         let Ok(ch) = conn.create_channel().await else {
             return;
         };
-        let mut queues = vec![
-            names.order_writer_queue(),
-            names.payment_queue(),
-            names.expiry_due_queue(),
-            names.dead_queue(),
-        ];
-        queues.extend(
-            windows
-                .into_iter()
-                .filter_map(|w| u32::try_from(w).ok())
-                .map(|w| names.expiry_wait_queue(w)),
-        );
-        for q in queues {
-            let _ = ch
-                .queue_delete(
-                    q.as_str().into(),
-                    lapin::options::QueueDeleteOptions::default(),
-                )
-                .await;
-        }
-        for ex in [
-            names.events_exchange(),
-            names.dead_exchange(),
-            names.expiry_exchange(),
-        ] {
-            let _ = ch
-                .exchange_delete(
-                    ex.as_str().into(),
-                    lapin::options::ExchangeDeleteOptions::default(),
-                )
-                .await;
-        }
+        flashsale_broker::topology::delete(
+            &ch,
+            &names,
+            windows.into_iter().filter_map(|w| u32::try_from(w).ok()),
+        )
+        .await;
         let _ = conn.close(200, "test done".into()).await;
     }
 }

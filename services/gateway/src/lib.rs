@@ -21,7 +21,6 @@ use flashsale_domain::ErrorCode;
 use flashsale_platform::Settings;
 use flashsale_platform::metrics::{HttpMetrics, track_http};
 use flashsale_stock::{RateLimits, Stock};
-use prometheus::Registry;
 use secrecy::ExposeSecret;
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -54,7 +53,7 @@ impl App {
             let mut conn = pool.get().await.context("acquiring a connection")?;
             flashsale_store::sales::live_payment_windows(&mut conn).await?
         };
-        let registry = Registry::new();
+        let registry = flashsale_platform::metrics::service_registry();
         let publisher = Publisher::start(
             &settings.amqp,
             Names::new(&settings.amqp.prefix),

@@ -46,7 +46,7 @@ impl App {
             flashsale_store::migrate(settings.postgres.url.expose_secret()).await?;
         }
         let pool = flashsale_store::connect(&settings.postgres).await?;
-        let registry = Registry::new();
+        let registry = flashsale_platform::metrics::service_registry();
         let publisher = Publisher::start(
             &settings.amqp,
             Names::new(&settings.amqp.prefix),

@@ -1,45 +1,123 @@
-//! `flashsale-loadtest race`: the first second of a sale. Creates a sale of S units through the admin API, mints N
-//! buyer tokens up front, fires one reservation per buyer at concurrency C over keep-alive connections, waits for
-//! order-writer to drain, and verifies in PostgreSQL: rows = 202 answers, no buyer twice, remaining = S − 202s.
-//! Exits non-zero when verification fails. Reads the same settings as the services (admin token, JWT secret,
-//! PostgreSQL URL).
-//!
-//! Work in progress (issue 3): `flood`, `sustain`, `ceiling`, `--rate`, `--json` and the progress bar are next.
+//! `flashsale-loadtest`: measures the first second of a sale against a running gateway, and verifies what was
+//! sold. Scenarios: `ceiling` (the HTTP ceiling: `/healthz`), `race` (N buyers for S units), `flood` (the
+//! sold-out path), `sustain` (the success path, and how fast order-writer keeps up) and `writer` (order-writer
+//! draining a backlog). Reads the same settings as the services (admin token, JWT secret, PostgreSQL and
+//! RabbitMQ URLs). Exits non-zero when verification fails: an oversell, a lost or a duplicated order.
 
-use anyhow::{Context, ensure};
-use chrono::{Duration as ChronoDuration, Utc};
-use clap::{Parser, Subcommand};
-use diesel::sql_types::BigInt;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+mod buyers;
+mod engine;
+mod redis_bench;
+mod report;
+mod scenarios;
+mod table;
+mod writer;
+
+use clap::{Args, Parser, Subcommand};
+use engine::{Plan, Until};
 use flashsale_platform::Settings;
-use futures_util::stream::{self, StreamExt};
-use hdrhistogram::Histogram;
-use jsonwebtoken::{EncodingKey, Header, encode};
-use secrecy::ExposeSecret;
-use serde_json::{Value, json};
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Parser)]
-#[command(about = "Load tool for flashsale")]
+#[command(about = "Load tool for flashsale", version)]
 struct Cli {
     /// Base URL of the gateway.
     #[arg(long, default_value = "http://127.0.0.1:8080", global = true)]
     gateway: String,
+    /// Print the report as one JSON object on standard output (and no progress bar).
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     scenario: Scenario,
 }
 
+/// How requests are fired.
+#[derive(Args, Clone, Copy)]
+struct Load {
+    /// Requests in flight at most (closed loop: exactly this many; also the number of connections).
+    #[arg(long, short = 'c', default_value_t = 500)]
+    concurrency: usize,
+    /// Open loop: send this many requests per second on a fixed schedule, and measure latency from when each
+    /// request was due (no coordinated omission). Without it the run is closed loop.
+    #[arg(long)]
+    rate: Option<f64>,
+}
+
+#[derive(Args, Clone, Copy)]
+struct Timed {
+    /// Seconds of load.
+    #[arg(long, short = 'd', default_value_t = 10.0)]
+    duration: f64,
+    /// Most distinct buyers to mint (one request each); by default enough for the duration at the given
+    /// `--rate`, or at 40,000 req/s in closed loop. The run stops early, and says so, if they run out.
+    #[arg(long)]
+    buyers: Option<usize>,
+}
+
+impl Timed {
+    fn plan(self, load: Load) -> Plan {
+        Plan {
+            concurrency: load.concurrency,
+            rate: load.rate,
+            until: Until::Elapsed(Duration::from_secs_f64(self.duration)),
+        }
+    }
+
+    fn buyers(self, load: Load) -> usize {
+        self.buyers.unwrap_or_else(|| {
+            let per_sec = load.rate.map_or(40_000.0, |r| r * 1.05);
+            (per_sec * self.duration).ceil() as usize
+        })
+    }
+}
+
 #[derive(Subcommand)]
 enum Scenario {
-    /// N distinct buyers race for S units at concurrency C, then the result is verified.
+    /// The same client against `/healthz`: the HTTP ceiling of this server on this machine.
+    Ceiling {
+        #[command(flatten)]
+        load: Load,
+        #[command(flatten)]
+        timed: Timed,
+    },
+    /// N distinct buyers race for S units, one reservation each; then the result is verified in PostgreSQL.
     Race {
-        #[arg(long, default_value_t = 7000)]
+        #[command(flatten)]
+        load: Load,
+        #[arg(long, short = 'n', default_value_t = 7000)]
         buyers: usize,
-        #[arg(long, default_value_t = 100)]
+        #[arg(long, short = 's', default_value_t = 100)]
         stock: i64,
-        #[arg(long, default_value_t = 500)]
-        concurrency: usize,
+    },
+    /// The sold-out path: a sale whose only unit is gone, distinct buyers for D seconds.
+    Flood {
+        #[command(flatten)]
+        load: Load,
+        #[command(flatten)]
+        timed: Timed,
+    },
+    /// The success path: a sale large enough that every request reserves, distinct buyers for D seconds; reports
+    /// how long after the last 202 the last row is in PostgreSQL, and the gateway's peak resident memory.
+    Sustain {
+        #[command(flatten)]
+        load: Load,
+        #[command(flatten)]
+        timed: Timed,
+    },
+    /// order-writer's own ceiling: publishes N `reservation.created` messages to a queue of its own, then starts
+    /// an order-writer (in this process, same code and settings) on that backlog and times the drain.
+    Writer {
+        #[arg(long, short = 'n', default_value_t = 100_000)]
+        orders: usize,
+    },
+    /// Prints, one a line, the arguments of `redis-benchmark` for an EVALSHA of the reservation script on a
+    /// sale of its own (key prefix `<redis.key_prefix>bench-<run>:`).
+    EvalshaArgs,
+    /// Prints the table of one `make bench` run from the JSON reports in DIR.
+    Table {
+        dir: std::path::PathBuf,
+        /// redis-benchmark's EVALSHA requests per second.
+        #[arg(long)]
+        evalsha: f64,
     },
 }
 
@@ -47,173 +125,36 @@ enum Scenario {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let settings = Settings::load()?;
-    match cli.scenario {
+    let ctx = scenarios::Context::new(&cli.gateway, settings, cli.json)?;
+    let report = match cli.scenario {
+        Scenario::Ceiling { load, timed } => scenarios::ceiling(&ctx, timed.plan(load)).await?,
         Scenario::Race {
+            load,
             buyers,
             stock,
-            concurrency,
-        } => race(&cli.gateway, &settings, buyers, stock, concurrency).await,
-    }
-}
-
-async fn race(
-    gateway: &str,
-    settings: &Settings,
-    buyers: usize,
-    stock: i64,
-    concurrency: usize,
-) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(concurrency)
-        .build()?;
-    let now = Utc::now();
-    let sale: Value = http
-        .post(format!("{gateway}/api/v1/admin/sales"))
-        .bearer_auth(settings.auth.admin_token.expose_secret())
-        .json(&json!({
-            "product_name": "loadtest race",
-            "price": "1.00",
-            "stock": stock,
-            "per_user_limit": 1,
-            "starts_at": now - ChronoDuration::minutes(1),
-            "ends_at": now + ChronoDuration::hours(1),
-            "payment_window_secs": 3600,
-        }))
-        .send()
-        .await
-        .context("creating the sale")?
-        .error_for_status()?
-        .json()
-        .await?;
-    let sale_id = sale["id"].as_i64().context("sale id")?;
-
-    // Tokens are minted before the clock starts: the race measures the server, not the signer.
-    let key = EncodingKey::from_secret(settings.auth.jwt_secret.expose_secret().as_bytes());
-    let exp = (now + ChronoDuration::hours(1)).timestamp();
-    let run = now.timestamp_millis();
-    let tokens = (0..buyers)
-        .map(|i| {
-            encode(
-                &Header::default(),
-                &json!({"sub": format!("lt-{run}-{i}"), "exp": exp}),
-                &key,
-            )
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-
-    let url = format!("{gateway}/api/v1/sales/{sale_id}/reservations");
-    let started = Instant::now();
-    let results: Vec<(Duration, String)> = stream::iter(tokens.iter().map(|token| {
-        let req = http.post(&url).bearer_auth(token);
-        async move {
-            let sent = Instant::now();
-            let outcome = match req.send().await {
-                Ok(res) => {
-                    let status = res.status().as_u16();
-                    let body: Value = res.json().await.unwrap_or(Value::Null);
-                    match body["error"]["code"].as_str() {
-                        Some(code) => format!("{status} {code}"),
-                        None => status.to_string(),
-                    }
-                }
-                Err(e) => format!("transport error: {e}"),
+        } => {
+            let plan = Plan {
+                concurrency: load.concurrency,
+                rate: load.rate,
+                until: Until::Requests(buyers),
             };
-            (sent.elapsed(), outcome)
+            scenarios::race(&ctx, plan, buyers, stock).await?
         }
-    }))
-    .buffer_unordered(concurrency)
-    .collect()
-    .await;
-    let elapsed = started.elapsed();
-
-    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
-    for (took, outcome) in &results {
-        latency.saturating_record(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
-        *outcomes.entry(outcome.clone()).or_default() += 1;
-    }
-    let accepted = outcomes.get("202").copied().unwrap_or(0);
-    let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
-    println!("race: {buyers} buyers, {stock} units, concurrency {concurrency}, sale {sale_id}");
-    println!(
-        "  {:.0} req/s over {:.3} s",
-        buyers as f64 / elapsed.as_secs_f64(),
-        elapsed.as_secs_f64()
-    );
-    println!(
-        "  latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
-        ms(0.5),
-        ms(0.9),
-        ms(0.99),
-        ms(0.999),
-        latency.max() as f64 / 1000.0
-    );
-    for (outcome, n) in &outcomes {
-        println!("  {outcome}: {n}");
-    }
-
-    verify(gateway, &http, settings, sale_id, stock, accepted).await
-}
-
-/// Waits for order-writer to drain, then checks rows, buyers and remaining stock.
-async fn verify(
-    gateway: &str,
-    http: &reqwest::Client,
-    settings: &Settings,
-    sale_id: i64,
-    stock: i64,
-    accepted: usize,
-) -> anyhow::Result<()> {
-    #[derive(diesel::QueryableByName)]
-    struct Counts {
-        #[diesel(sql_type = BigInt)]
-        rows: i64,
-        #[diesel(sql_type = BigInt)]
-        buyers: i64,
-    }
-    let mut conn = AsyncPgConnection::establish(settings.postgres.url.expose_secret()).await?;
-    let accepted = i64::try_from(accepted)?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let counts = loop {
-        let c: Counts = diesel::sql_query(
-            "SELECT count(*) AS rows, count(DISTINCT user_id) AS buyers FROM orders WHERE sale_id = $1",
-        )
-        .bind::<BigInt, _>(sale_id)
-        .get_result(&mut conn)
-        .await?;
-        if c.rows >= accepted || Instant::now() > deadline {
-            break c;
+        Scenario::Flood { load, timed } => {
+            scenarios::flood(&ctx, timed.plan(load), timed.buyers(load)).await?
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        Scenario::Sustain { load, timed } => {
+            scenarios::sustain(&ctx, timed.plan(load), timed.buyers(load)).await?
+        }
+        Scenario::Writer { orders } => writer::drain_backlog(&ctx, orders).await?,
+        Scenario::EvalshaArgs => {
+            for arg in redis_bench::evalsha_args(&ctx).await? {
+                println!("{arg}");
+            }
+            return Ok(());
+        }
+        Scenario::Table { dir, evalsha } => return table::print(&dir, evalsha),
     };
-    let status: Value = http
-        .get(format!("{gateway}/api/v1/sales/{sale_id}"))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let remaining = status["remaining"].as_i64().context("remaining")?;
-    println!(
-        "  verify: rows {} (202s {accepted}), distinct buyers {}, remaining {remaining} (expected {})",
-        counts.rows,
-        counts.buyers,
-        stock - accepted
-    );
-    ensure!(
-        accepted <= stock,
-        "OVERSOLD: {accepted} answers 202 for {stock} units"
-    );
-    ensure!(
-        counts.rows == accepted,
-        "rows {} != 202 answers {accepted}",
-        counts.rows
-    );
-    ensure!(counts.buyers == counts.rows, "a buyer holds two orders");
-    ensure!(
-        remaining == stock - accepted,
-        "remaining {remaining} != {}",
-        stock - accepted
-    );
-    println!("  verification: clean");
-    Ok(())
+    report.print(cli.json)?;
+    report.verdict()
 }

@@ -1,0 +1,126 @@
+//! `table`: the one table `make bench` prints, from the JSON reports of one run, with the ratios and targets of
+//! docs/performance.md.
+
+use anyhow::Context as _;
+use serde_json::Value;
+use std::path::Path;
+
+fn load(dir: &Path, name: &str) -> anyhow::Result<Value> {
+    let path = dir.join(format!("{name}.json"));
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+fn num(v: &Value, path: &[&str]) -> f64 {
+    path.iter()
+        .try_fold(v, |v, p| v.get(*p))
+        .and_then(Value::as_f64)
+        .unwrap_or(f64::NAN)
+}
+
+fn check(ok: bool) -> &'static str {
+    if ok { "met" } else { "NOT MET" }
+}
+
+fn clean(v: &Value) -> &'static str {
+    match v["verification"]["clean"].as_bool() {
+        Some(true) => "clean",
+        Some(false) => "FAILED",
+        None => "-",
+    }
+}
+
+pub fn print(dir: &Path, evalsha_per_s: f64) -> anyhow::Result<()> {
+    let ceiling = load(dir, "ceiling")?;
+    let race = load(dir, "race")?;
+    let flood = load(dir, "flood")?;
+    let sustain = load(dir, "sustain")?;
+    let writer = load(dir, "writer")?;
+    let rps = |v: &Value| num(v, &["req_per_s"]);
+    let p = |v: &Value, q: &str| num(v, &["latency_ms", q]);
+
+    println!(
+        "{:<16} {:>10} {:>8} {:>8} {:>8} {:>8}  {:<8}",
+        "scenario", "req/s", "p50 ms", "p99 ms", "p99.9", "max ms", "verify"
+    );
+    for (name, v) in [
+        ("ceiling", &ceiling),
+        ("race", &race),
+        ("flood", &flood),
+        ("sustain", &sustain),
+    ] {
+        println!(
+            "{:<16} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2}  {:<8}",
+            name,
+            rps(v),
+            p(v, "p50"),
+            p(v, "p99"),
+            p(v, "p99_9"),
+            p(v, "max"),
+            clean(v)
+        );
+    }
+    println!(
+        "{:<16} {:>10.0} {:>8} {:>8} {:>8} {:>8}  {:<8}",
+        "writer (rows/s)",
+        rps(&writer),
+        "",
+        "",
+        "",
+        "",
+        clean(&writer)
+    );
+    println!("{:<16} {:>10.0}", "redis EVALSHA", evalsha_per_s);
+    println!();
+
+    let flood_ratio = rps(&flood) / rps(&ceiling);
+    let sustain_ratio = rps(&sustain) / evalsha_per_s;
+    let lag = num(&sustain, &["figures", "last_row_after_last_202_ms"]);
+    let rss = num(&sustain, &["figures", "gateway_peak_rss_mib"]);
+    let targets = [
+        (
+            format!(
+                "race ≥ 25,000 req/s, p99 ≤ 50 ms, clean: {:.0} req/s, p99 {:.1} ms, {}",
+                rps(&race),
+                p(&race, "p99"),
+                clean(&race)
+            ),
+            rps(&race) >= 25_000.0 && p(&race, "p99") <= 50.0 && clean(&race) == "clean",
+        ),
+        (
+            format!("flood ≥ 85% of ceiling: {:.0}%", flood_ratio * 100.0),
+            flood_ratio >= 0.85 && clean(&flood) == "clean",
+        ),
+        (
+            format!(
+                "sustain ≥ 50% of redis EVALSHA: {:.0}%",
+                sustain_ratio * 100.0
+            ),
+            sustain_ratio >= 0.5,
+        ),
+        (
+            format!("sustain p99 ≤ 20 ms: {:.1} ms", p(&sustain, "p99")),
+            p(&sustain, "p99") <= 20.0,
+        ),
+        (
+            format!("last row ≤ 1 s after the last 202: {lag:.0} ms"),
+            lag <= 1000.0,
+        ),
+        (
+            format!(
+                "order-writer ≥ 30,000 rows/s (backlog): {:.0}",
+                rps(&writer)
+            ),
+            rps(&writer) >= 30_000.0 && clean(&writer) == "clean",
+        ),
+        (
+            format!("gateway RSS ≤ 50 MiB under sustain: {rss:.1} MiB"),
+            rss <= 50.0,
+        ),
+    ];
+    for (text, ok) in targets {
+        println!("  [{}] {text}", check(ok));
+    }
+    Ok(())
+}
