@@ -169,6 +169,7 @@ pub async fn run(
         Until::Elapsed(d) => Some(d),
         Until::Requests(_) => None,
     };
+    warm_up(http, &target.url, plan.concurrency).await;
     let recorder = Arc::new(Mutex::new(Recorder::new()));
     let started = Instant::now();
     let shared = Shared {
@@ -195,6 +196,24 @@ pub async fn run(
         last_success: recorder.last_success,
         started,
     }
+}
+
+/// Opens the run's connections before the clock starts (one `/healthz` each, all at once, so the pool holds
+/// `concurrency` idle keep-alive connections), as wrk does: the figures measure requests, not TCP handshakes.
+async fn warm_up(http: &reqwest::Client, url: &reqwest::Url, concurrency: usize) {
+    let mut healthz = url.clone();
+    healthz.set_path("/healthz");
+    healthz.set_query(None);
+    let mut set = JoinSet::new();
+    for _ in 0..concurrency {
+        let req = http.get(healthz.clone()).send();
+        set.spawn(async move {
+            if let Ok(res) = req.await {
+                let _ = res.bytes().await;
+            }
+        });
+    }
+    set.join_all().await;
 }
 
 #[derive(Clone)]

@@ -14,7 +14,7 @@ use flashsale_domain::{Money, OrderId, ReservationCreated, SaleId, UserId};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use secrecy::ExposeSecret;
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 const WINDOW_SECS: u32 = 3600;
@@ -74,21 +74,15 @@ pub async fn drain_backlog(ctx: &Context, orders: usize) -> anyhow::Result<Repor
     let writer = tokio::spawn(app.run_until(stop.clone()));
     let mut conn = AsyncPgConnection::establish(ctx.settings.postgres.url.expose_secret()).await?;
     let target = i64::try_from(orders)?;
-    let deadline = started + Duration::from_secs(120);
-    let rows = loop {
-        let rows: i64 = diesel::select(diesel::dsl::sql::<BigInt>(&format!(
-            "(SELECT count(*) FROM orders WHERE sale_id = {sale})"
-        )))
-        .get_result(&mut conn)
-        .await?;
-        if rows >= target || Instant::now() > deadline {
-            break rows;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    };
+    crate::scenarios::wait_for_held(&mut conn, sale, target).await?;
     let drain = started.elapsed();
     stop.cancel();
     writer.await??;
+    let rows: i64 = diesel::select(diesel::dsl::sql::<BigInt>(&format!(
+        "(SELECT count(*) FROM orders WHERE sale_id = {sale})"
+    )))
+    .get_result(&mut conn)
+    .await?;
 
     if let Ok(conn) = flashsale_broker::connect(&settings.amqp, "loadtest-cleanup").await {
         if let Ok(ch) = conn.create_channel().await {

@@ -11,15 +11,16 @@ use actix_web::web;
 use flashsale_domain::{ErrorCode, OrderId, SaleId};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(ops::healthz))
-        .route("/readyz", web::get().to(ops::readyz))
-        .route("/metrics", web::get().to(ops::metrics))
-        .route("/api/v1/admin/sales", web::post().to(admin::create_sale))
-        .route("/api/v1/sales/{id}", web::get().to(sales::get_sale))
-        .route(
-            "/api/v1/sales/{id}/reservations",
-            web::post().to(reservations::reserve),
-        )
+    // Routes are tried in order: the hot one first.
+    cfg.route(
+        "/api/v1/sales/{id}/reservations",
+        web::post().to(reservations::reserve),
+    )
+    .route("/healthz", web::get().to(ops::healthz))
+    .route("/readyz", web::get().to(ops::readyz))
+    .route("/metrics", web::get().to(ops::metrics))
+    .route("/api/v1/admin/sales", web::post().to(admin::create_sale))
+    .route("/api/v1/sales/{id}", web::get().to(sales::get_sale))
         .route("/api/v1/orders/{id}", web::get().to(orders::get_order))
         .route("/api/v1/me/orders", web::get().to(orders::my_orders));
 }
