@@ -1,10 +1,5 @@
 use flashsale_platform::{Settings, shutdown_on_signal, telemetry};
 
-// mimalloc: the hot path allocates small, short-lived buffers on several threads; glibc malloc spent ~15% of
-// the gateway's CPU under load (docs/performance.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::load()?;

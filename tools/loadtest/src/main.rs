@@ -112,6 +112,9 @@ enum Scenario {
     /// Prints, one a line, the arguments of `redis-benchmark` for an EVALSHA of the reservation script on a
     /// sale of its own (key prefix `<redis.key_prefix>bench-<run>:`).
     EvalshaArgs,
+    /// Deletes the queues and exchanges of `amqp.prefix` and the Redis keys under `redis.key_prefix` (what
+    /// `make bench` runs after its own prefixes; refuses the default ones).
+    Teardown,
     /// Prints the table of one `make bench` run from the JSON reports in DIR.
     Table {
         dir: std::path::PathBuf,
@@ -121,7 +124,7 @@ enum Scenario {
     },
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let settings = Settings::load()?;
@@ -152,6 +155,9 @@ async fn main() -> anyhow::Result<()> {
                 println!("{arg}");
             }
             return Ok(());
+        }
+        Scenario::Teardown => {
+            return redis_bench::teardown(&ctx, &[scenarios::PAYMENT_WINDOW_SECS]).await;
         }
         Scenario::Table { dir, evalsha } => return table::print(&dir, evalsha),
     };

@@ -23,7 +23,7 @@ pub async fn evalsha_args(ctx: &Context) -> anyhow::Result<Vec<String>> {
                 price: Money::from_minor(100),
                 total_stock: total,
                 per_user_limit: 1,
-                payment_window_secs: 3600,
+                payment_window_secs: crate::scenarios::PAYMENT_WINDOW_SECS,
                 starts_at: now - ChronoDuration::minutes(1),
                 ends_at: now + ChronoDuration::hours(1),
                 remaining: total,
@@ -56,4 +56,45 @@ pub async fn evalsha_args(ctx: &Context) -> anyhow::Result<Vec<String>> {
         "0".into(),
         "0".into(),
     ])
+}
+
+/// `teardown`: deletes the queues and exchanges of `amqp.prefix` and every Redis key under `redis.key_prefix`.
+/// `make bench` runs the stack under prefixes of its own and calls this at the end. Refuses the default
+/// prefixes, which belong to `make run` and real deployments.
+pub async fn teardown(ctx: &Context, payment_windows: &[u32]) -> anyhow::Result<()> {
+    let s = &ctx.settings;
+    anyhow::ensure!(
+        s.amqp.prefix != "flashsale." && s.redis.key_prefix != "fs:",
+        "teardown refuses the default prefixes (flashsale., fs:); set FLASHSALE__AMQP__PREFIX and FLASHSALE__REDIS__KEY_PREFIX"
+    );
+    let conn = flashsale_broker::connect(&s.amqp, "loadtest-teardown").await?;
+    let ch = conn.create_channel().await?;
+    let names = flashsale_broker::Names::new(&s.amqp.prefix);
+    flashsale_broker::topology::delete(&ch, &names, payment_windows.iter().copied()).await;
+    let _ = conn.close(200, "teardown".into()).await;
+
+    let client = redis::Client::open(secrecy::ExposeSecret::expose_secret(&s.redis.url))?;
+    let mut redis = client.get_multiplexed_async_connection().await?;
+    let pattern = format!("{}*", s.redis.key_prefix);
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut redis)
+            .await?;
+        if !keys.is_empty() {
+            let _: i64 = redis::cmd("UNLINK")
+                .arg(&keys)
+                .query_async(&mut redis)
+                .await?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
 }

@@ -16,6 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
+/// Every sale the load tool creates has this payment window (one expiry wait queue to clean up).
+pub const PAYMENT_WINDOW_SECS: u32 = 3600;
+
 pub struct Context {
     pub gateway: reqwest::Url,
     pub http: reqwest::Client,
@@ -79,7 +82,7 @@ impl Context {
                 "per_user_limit": 1,
                 "starts_at": now - ChronoDuration::minutes(1),
                 "ends_at": now + ChronoDuration::hours(1),
-                "payment_window_secs": 3600,
+                "payment_window_secs": PAYMENT_WINDOW_SECS,
             }))
             .send()
             .await

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-const WINDOW_SECS: u32 = 3600;
+use crate::scenarios::PAYMENT_WINDOW_SECS as WINDOW_SECS;
 
 pub async fn drain_backlog(ctx: &Context, orders: usize) -> anyhow::Result<Report> {
     let stock = i64::try_from(orders)?;

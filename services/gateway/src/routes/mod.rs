@@ -21,8 +21,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route("/metrics", web::get().to(ops::metrics))
     .route("/api/v1/admin/sales", web::post().to(admin::create_sale))
     .route("/api/v1/sales/{id}", web::get().to(sales::get_sale))
-        .route("/api/v1/orders/{id}", web::get().to(orders::get_order))
-        .route("/api/v1/me/orders", web::get().to(orders::my_orders));
+    .route("/api/v1/orders/{id}", web::get().to(orders::get_order))
+    .route("/api/v1/me/orders", web::get().to(orders::my_orders));
 }
 
 pub async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
