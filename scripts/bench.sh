@@ -41,6 +41,8 @@ psql -q -h 127.0.0.1 -U postgres -d postgres -c 'DROP DATABASE IF EXISTS flashsa
 "$BIN/flashsale-migrate"
 
 lt() { "$BIN/flashsale-loadtest" --gateway "$GATEWAY" "$@"; }
+# Leftovers of an interrupted run: the new database issues the same sale ids again.
+lt teardown
 pids=()
 stop() {
     for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
@@ -58,11 +60,31 @@ for url in "$GATEWAY" http://127.0.0.1:8082; do
     ready "$url" || { echo "bench: $url/readyz is not ready; see $OUT/*.log" >&2; exit 1; }
 done
 
+# CPU seconds (user + system) used so far by each process of the stack, one "name seconds" a line.
+ticks_per_s=$(getconf CLK_TCK)
+cpu_snapshot() {
+    local name pid total f
+    for name in gateway order-writer redis-server beam.smp postgres; do
+        total=0
+        for pid in $(pgrep -x "$name"); do
+            read -r -a f <"/proc/$pid/stat" 2>/dev/null || continue
+            total=$((total + f[13] + f[14]))
+        done
+        echo "$name $total"
+    done
+}
 run() {
-    local file=$1 name=$2
+    local file=$1 name=$2 before
     shift 2
     echo "bench: $name $*" >&2
-    lt --json "$name" "$@" >"$OUT/$file.json" || { cat "$OUT/$file.json" >&2; exit 1; }
+    before=$(cpu_snapshot)
+    local TIMEFORMAT="loadtest %U %S"
+    { time lt --json "$name" "$@" >"$OUT/$file.json" 2>&3; } 3>&2 2>"$OUT/$file.time" ||
+        { cat "$OUT/$file.json" >&2; exit 1; }
+    # Where the CPU went during the run: seconds per process (PostgreSQL: all its backends that lived through it).
+    paste -d' ' <(echo "$before") <(cpu_snapshot) |
+        awk -v hz="$ticks_per_s" '{ printf "%s %.3f\n", $1, ($4 - $2) / hz }' >"$OUT/$file.cpu"
+    awk '{ printf "loadtest %.3f\n", $2 + $3 }' "$OUT/$file.time" >>"$OUT/$file.cpu"
 }
 rate_of() { sed -E 's/.*"req_per_s":([0-9.]+).*/\1/' "$OUT/$1.json"; }
 

@@ -147,6 +147,18 @@ impl Stock {
         &self.keys
     }
 
+    /// Deletes a sale's counters, buyers and outbox. Only for a sale id PostgreSQL has just issued: any state
+    /// under it belongs to an earlier database (reset without Redis) and would sell the wrong stock.
+    pub async fn forget(&self, sale: SaleId) -> Result<bool, StockError> {
+        let k = &self.keys;
+        let deleted: i64 = self
+            .conn
+            .clone()
+            .del(&[k.sale(sale), k.stock(sale), k.buyers(sale), k.outbox(sale)])
+            .await?;
+        Ok(deleted > 0)
+    }
+
     /// SHA1 of the reservation script, for `EVALSHA` from outside (the benchmark of the cache's own ceiling).
     pub fn reserve_script_sha(&self) -> &str {
         self.scripts.reserve.get_hash()

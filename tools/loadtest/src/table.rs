@@ -129,5 +129,53 @@ pub fn print(dir: &Path, evalsha_per_s: f64) -> anyhow::Result<()> {
     for (text, ok) in targets {
         println!("  [{}] {text}", check(ok));
     }
+    println!();
+    cpu_per_request(
+        dir,
+        &[
+            ("ceiling", &ceiling),
+            ("flood", &flood),
+            ("sustain", &sustain),
+        ],
+    );
     Ok(())
+}
+
+/// Where the machine's CPU went: microseconds of CPU per request, by process, from `<scenario>.cpu` (written
+/// by scripts/bench.sh: "process seconds" a line). Missing files are skipped.
+fn cpu_per_request(dir: &Path, runs: &[(&str, &Value)]) {
+    const PROCESSES: [(&str, &str); 6] = [
+        ("loadtest", "client"),
+        ("gateway", "gateway"),
+        ("redis-server", "redis"),
+        ("beam.smp", "rabbitmq"),
+        ("postgres", "postgres"),
+        ("order-writer", "writer"),
+    ];
+    print!("{:<16}", "CPU µs/request");
+    for (_, label) in PROCESSES {
+        print!(" {label:>9}");
+    }
+    println!(" {:>9}", "total");
+    for (name, report) in runs {
+        let Ok(text) = std::fs::read_to_string(dir.join(format!("{name}.cpu"))) else {
+            continue;
+        };
+        let requests = num(report, &["requests"]);
+        let seconds = |process: &str| {
+            text.lines()
+                .filter_map(|l| l.split_once(' '))
+                .filter(|(p, _)| *p == process)
+                .filter_map(|(_, s)| s.trim().parse::<f64>().ok())
+                .sum::<f64>()
+        };
+        print!("{name:<16}");
+        let mut total = 0.0;
+        for (process, _) in PROCESSES {
+            let micros = seconds(process) * 1e6 / requests;
+            total += micros;
+            print!(" {micros:>9.1}");
+        }
+        println!(" {total:>9.1}");
+    }
 }

@@ -300,3 +300,73 @@ async fn a_long_ended_sale_lost_by_redis_is_answered_from_postgres() {
     assert_eq!(late.code(), "SALE_ENDED");
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_sale_replaces_redis_state_left_under_its_id_by_an_earlier_database() {
+    #[derive(diesel::QueryableByName)]
+    struct Next {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        id: i64,
+    }
+    use diesel_async::RunQueryDsl;
+    let env = TestEnv::new().await;
+    let gw = env.spawn_gateway().await;
+    // The id PostgreSQL will issue next; Redis still holds a sale under it (PostgreSQL was reset, Redis was not):
+    // a million units and a buyer who "holds" an order.
+    let next: Next = diesel::sql_query(
+        "SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END AS id FROM sales_id_seq",
+    )
+    .get_result(&mut env.pg().await)
+    .await
+    .expect("next sale id");
+    let stale = flashsale_domain::SaleId::new(next.id).expect("positive");
+    let keys = env.stock.keys();
+    let mut redis = env
+        .redis()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let _: () = redis::pipe()
+        .cmd("HSET")
+        .arg(keys.sale(stale))
+        .arg(&[
+            "starts_ms",
+            "0",
+            "ends_ms",
+            "9999999999999",
+            "per_user_limit",
+            "1",
+        ])
+        .arg(&["window_secs", "60", "price_minor", "1"])
+        .cmd("SET")
+        .arg(keys.stock(stale))
+        .arg(1_000_000)
+        .cmd("HSET")
+        .arg(keys.buyers(stale))
+        .arg("xena")
+        .arg(OrderId::new_v7().to_string())
+        .query_async(&mut redis)
+        .await
+        .expect("seed stale state");
+
+    let sale = gw.create_sale(&env, &SaleSpec::stock(2)).await;
+    assert_eq!(sale, stale, "the test seeded the id PostgreSQL issued");
+    assert_eq!(
+        env.remaining(sale).await,
+        Some(2),
+        "the new sale's stock, not the stale one"
+    );
+    let xena = gw.reserve(sale, &env.token("xena")).await;
+    assert_eq!(
+        xena.status,
+        StatusCode::ACCEPTED,
+        "no stale buyer record: {xena:?}"
+    );
+    assert_eq!(
+        gw.reserve(sale, &env.token("yves")).await.status,
+        StatusCode::ACCEPTED
+    );
+    let third = gw.reserve(sale, &env.token("zoe")).await;
+    assert_eq!(third.code(), "SOLD_OUT", "{third:?}");
+    env.cleanup().await;
+}

@@ -21,6 +21,17 @@ pub async fn create_sale(
         let mut conn = state.pool.get().await.map_err(StoreError::from)?;
         sales::insert(&mut conn, &sale).await?
     };
+    let id = SaleId::new(row.id).map_err(ApiError::internal)?;
+    // The id is new to PostgreSQL, so Redis state under it is left from an earlier database (reset without
+    // Redis); warming keeps live state, so it must go first or the new sale would sell the old stock.
+    match state.stock.forget(id).await {
+        Ok(true) => tracing::error!(
+            sale = row.id,
+            "Redis held state for a sale id PostgreSQL just issued (database reset without Redis?); replaced"
+        ),
+        Ok(false) => {}
+        Err(error) => tracing::warn!(sale = row.id, %error, "cannot clear stale Redis state"),
+    }
     // The sale is recorded; if warming fails now, the periodic warmer makes it live within
     // gateway.warm_interval_ms, so the answer is still 201.
     if let Err(error) = warm_sale(&state, &row).await {
@@ -30,7 +41,6 @@ pub async fn create_sale(
             "sale created but not yet warmed"
         );
     }
-    let id = SaleId::new(row.id).map_err(ApiError::internal)?;
     let snapshot = match state.stock.snapshot(id).await {
         Ok(Some(live)) => live,
         // Not warmed yet: what PostgreSQL recorded is the truth.
