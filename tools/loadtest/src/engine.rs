@@ -48,6 +48,16 @@ pub struct Measured {
     pub last_success: Option<Instant>,
     /// When the first request was due.
     pub started: Instant,
+    /// CPU time the client itself spent on the run (Linux; the runtime is single-threaded, so this is the
+    /// thread's time), to tell the machine's budget apart from what the server used.
+    pub client_cpu: Option<Duration>,
+}
+
+/// CPU time of the calling thread so far, from `/proc/thread-self/schedstat` (nanoseconds on CPU).
+fn thread_cpu() -> Option<Duration> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let nanos = text.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(nanos))
 }
 
 impl Measured {
@@ -171,6 +181,7 @@ pub async fn run(
     };
     warm_up(http, &target.url, plan.concurrency).await;
     let recorder = Arc::new(Mutex::new(Recorder::new()));
+    let cpu_before = thread_cpu();
     let started = Instant::now();
     let shared = Shared {
         http: http.clone(),
@@ -184,6 +195,9 @@ pub async fn run(
         Some(rate) => open_loop(shared, plan.concurrency, rate, limit, deadline, started).await,
     };
     let elapsed = started.elapsed();
+    let client_cpu = thread_cpu()
+        .zip(cpu_before)
+        .map(|(after, before)| after.saturating_sub(before));
     let recorder = Arc::into_inner(recorder)
         .expect("every request task has finished")
         .into_inner()
@@ -195,6 +209,7 @@ pub async fn run(
         outcomes: recorder.outcomes,
         last_success: recorder.last_success,
         started,
+        client_cpu,
     }
 }
 

@@ -67,7 +67,11 @@ impl Report {
                 max: ms(m.latency.max()),
             }),
             outcomes: m.outcomes.clone(),
-            figures: BTreeMap::new(),
+            figures: m
+                .client_cpu
+                .map(|cpu| ("client_cpu_s", Value::from(cpu.as_secs_f64())))
+                .into_iter()
+                .collect(),
             notes: Vec::new(),
             verification: None,
         }
