@@ -63,10 +63,16 @@ done
 # CPU seconds (user + system) used so far by each process of the stack, one "name seconds" a line.
 ticks_per_s=$(getconf CLK_TCK)
 cpu_snapshot() {
-    local name pid total f
+    local name pid total f procs
     for name in gateway order-writer redis-server beam.smp postgres; do
         total=0
-        for pid in $(pgrep -x "$name"); do
+        # The bench's own services by pid (an earlier gateway still shutting down must not count).
+        case $name in
+            gateway) procs=${pids[0]} ;;
+            order-writer) procs=${pids[1]} ;;
+            *) procs=$(pgrep -x "$name") ;;
+        esac
+        for pid in $procs; do
             read -r -a f <"/proc/$pid/stat" 2>/dev/null || continue
             total=$((total + f[13] + f[14]))
         done
