@@ -196,7 +196,8 @@ fn http_server(
     Ok(server.listen(listener)?.run())
 }
 
-/// The global in-flight bound (`gateway.max_in_flight`): past it, answer 503 at once instead of queueing.
+/// The global in-flight bound (`gateway.max_in_flight`) on `/api/` requests: past it, answer 503 at once
+/// instead of queueing.
 struct InFlight {
     now: AtomicUsize,
     max: usize,
@@ -206,8 +207,11 @@ async fn bound_in_flight(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
 ) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
-    let Some(bound) = req.app_data::<web::Data<InFlight>>().cloned() else {
-        return next.call(req).await.map(|r| r.map_into_boxed_body());
+    // Only the API counts: /healthz, /readyz and /metrics must answer while the gateway is saturated, or
+    // orchestrators would restart (liveness) or scrapers lose sight of an instance exactly when it is busiest.
+    let bound = match req.app_data::<web::Data<InFlight>>() {
+        Some(bound) if req.path().starts_with("/api/") => bound.clone(),
+        _ => return next.call(req).await.map(|r| r.map_into_boxed_body()),
     };
     if bound.now.fetch_add(1, Ordering::AcqRel) >= bound.max {
         bound.now.fetch_sub(1, Ordering::AcqRel);

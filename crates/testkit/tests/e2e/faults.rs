@@ -370,3 +370,87 @@ async fn a_new_sale_replaces_redis_state_left_under_its_id_by_an_earlier_databas
     assert_eq!(third.code(), "SOLD_OUT", "{third:?}");
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn past_max_in_flight_the_api_answers_503_at_once_and_probes_still_answer() {
+    let env = TestEnv::new().await;
+    let proxy = TcpProxy::start("127.0.0.1:5672").await.expect("proxy");
+    let mut settings = env.settings.clone();
+    settings.amqp.url = SecretString::from(format!("amqp://guest:guest@{}/%2f", proxy.addr()));
+    settings.gateway.max_in_flight = 1;
+    // Long enough that the held request is surely still waiting while the checks below run on a busy machine.
+    settings.amqp.confirm_timeout_ms = 3000;
+    settings.outbox.relay_age_ms = 4000;
+    let gw = spawn_gateway_with(settings).await;
+    let sale = gw.create_sale(&env, &SaleSpec::stock(5)).await;
+
+    // One reservation held in flight: its confirm never comes until the proxy passes again.
+    proxy.blackhole();
+    let held = tokio::spawn({
+        let req = gw.reservation(sale, &env.token("ada"));
+        async move { req.send().await.expect("answer").status() }
+    });
+    eventually(DRAIN, || env.outbox_len(sale), 1).await;
+
+    let refused = gw.reserve(sale, &env.token("bob")).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{refused:?}"
+    );
+    assert_eq!(refused.code(), "UNAVAILABLE");
+    assert!(refused.retry_after().is_some(), "{refused:?}");
+    assert_eq!(
+        env.remaining(sale).await,
+        Some(4),
+        "the refused request took nothing"
+    );
+    assert_eq!(
+        gw.get("/healthz", None).await.status,
+        StatusCode::OK,
+        "liveness is not bounded"
+    );
+    assert_eq!(gw.get("/metrics", None).await.status, StatusCode::OK);
+
+    // The held request ends (unknown outcome, 503) and frees its slot; then the API answers again.
+    assert_eq!(held.await.expect("task"), StatusCode::SERVICE_UNAVAILABLE);
+    proxy.pass();
+    proxy.drop_connections();
+    eventually(DRAIN, || amqp_readiness(&gw), "ok".to_owned()).await;
+    let again = gw.reserve(sale, &env.token("bob")).await;
+    assert_eq!(again.status, StatusCode::ACCEPTED, "{again:?}");
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readiness_names_redis_when_it_is_unreachable_and_recovers() {
+    let env = TestEnv::new().await;
+    let proxy = TcpProxy::start("127.0.0.1:6379").await.expect("proxy");
+    let mut settings = env.settings.clone();
+    settings.redis.url = SecretString::from(format!("redis://{}", proxy.addr()));
+    let gw = spawn_gateway_with(settings).await;
+    let ready = gw.get("/readyz", None).await;
+    assert_eq!(ready.status, StatusCode::OK, "{ready:?}");
+
+    proxy.cut();
+    let unavailable = || async { gw.get("/readyz", None).await.status };
+    eventually(DRAIN, unavailable, StatusCode::SERVICE_UNAVAILABLE).await;
+    let down = gw.get("/readyz", None).await;
+    assert_eq!(down.status, StatusCode::SERVICE_UNAVAILABLE, "{down:?}");
+    assert_eq!(down.body["status"], "unavailable");
+    assert_ne!(down.body["checks"]["redis"], "ok", "{down:?}");
+    assert_eq!(
+        down.body["checks"]["amqp"], "ok",
+        "only the failing dependency is named: {down:?}"
+    );
+    assert_eq!(down.body["checks"]["postgres"], "ok", "{down:?}");
+
+    proxy.pass();
+    eventually(
+        DRAIN,
+        || async { gw.get("/readyz", None).await.status },
+        StatusCode::OK,
+    )
+    .await;
+    env.cleanup().await;
+}
