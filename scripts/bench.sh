@@ -43,22 +43,15 @@ psql -q -h 127.0.0.1 -U postgres -d postgres -c 'DROP DATABASE IF EXISTS flashsa
 lt() { "$BIN/flashsale-loadtest" --gateway "$GATEWAY" "$@"; }
 # Leftovers of an interrupted run: the new database issues the same sale ids again.
 lt teardown
-pids=()
+LOGS=$OUT
+# shellcheck source=scripts/stack.sh
+. scripts/stack.sh
 stop() {
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    wait || true
+    stop_stack
     lt teardown || true
 }
 trap stop EXIT INT TERM
-for svc in gateway order-writer; do
-    "$BIN/$svc" >"$OUT/$svc.log" 2>&1 &
-    pids+=($!)
-done
-ready() { curl -fsS "$1/readyz" >/dev/null 2>&1; }
-for url in "$GATEWAY" http://127.0.0.1:8082; do
-    for _ in $(seq 1 100); do ready "$url" && break; sleep 0.2; done
-    ready "$url" || { echo "bench: $url/readyz is not ready; see $OUT/*.log" >&2; exit 1; }
-done
+start_stack
 
 # CPU seconds (user + system) used so far by each process of the stack, one "name seconds" a line.
 ticks_per_s=$(getconf CLK_TCK)

@@ -11,25 +11,16 @@ mkdir -p .run
 
 "$BIN/flashsale-migrate"
 
-pids=()
+LOGS=.run
+# shellcheck source=scripts/stack.sh
+. scripts/stack.sh
 stop() {
     echo
     echo "flashsale: stopping services"
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    wait || true
+    stop_stack
 }
 trap stop EXIT INT TERM
-
-for svc in gateway order-writer; do
-    "$BIN/$svc" >".run/$svc.log" 2>&1 &
-    pids+=($!)
-done
-
-ready() { curl -fsS "$1/readyz" >/dev/null 2>&1; }
-for url in "$GATEWAY" http://127.0.0.1:8082; do
-    for _ in $(seq 1 100); do ready "$url" && break; sleep 0.2; done
-    ready "$url" || { echo "flashsale: $url/readyz is not ready; see .run/*.log" >&2; exit 1; }
-done
+start_stack
 
 starts=$(date -u -d '-1 minute' +%Y-%m-%dT%H:%M:%SZ)
 ends=$(date -u -d '+1 hour' +%Y-%m-%dT%H:%M:%SZ)
