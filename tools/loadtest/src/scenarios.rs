@@ -95,10 +95,20 @@ impl Context {
             .context("the gateway answered a sale without an id")
     }
 
+    /// Tokens of `count` distinct buyers of this run (`lt-<run>-<i>`).
     pub fn mint(&self, count: usize) -> anyhow::Result<Arc<Vec<reqwest::header::HeaderValue>>> {
+        self.mint_tagged("", count)
+    }
+
+    /// Tokens of buyers no other group of this run shares (`lt-<run><tag>-<i>`).
+    fn mint_tagged(
+        &self,
+        tag: &str,
+        count: usize,
+    ) -> anyhow::Result<Arc<Vec<reqwest::header::HeaderValue>>> {
         let minted = buyers::mint(
             self.settings.auth.jwt_secret.expose_secret(),
-            &self.run,
+            &format!("{}{tag}", self.run),
             count,
             Utc::now(),
         )?;
@@ -154,12 +164,13 @@ pub async fn race(ctx: &Context, plan: Plan, buyers: usize, stock: i64) -> anyho
 
 pub async fn flood(ctx: &Context, plan: Plan, buyers: usize) -> anyhow::Result<Report> {
     let sale = ctx.create_sale("loadtest flood", 1).await?;
-    // The last buyer takes the only unit before the clock starts; everyone else meets SOLD_OUT.
-    let auths = ctx.mint(buyers + 1)?;
+    // A buyer of its own takes the only unit before the clock starts; everyone else meets SOLD_OUT.
+    let sweeper = ctx.mint_tagged("-sweeper", 1)?;
+    let auths = ctx.mint(buyers)?;
     let first = ctx
         .http
         .post(ctx.reservations(sale)?.url)
-        .header(reqwest::header::AUTHORIZATION, &auths[buyers])
+        .header(reqwest::header::AUTHORIZATION, &sweeper[0])
         .send()
         .await?;
     anyhow::ensure!(
