@@ -178,9 +178,7 @@ pub async fn flood(ctx: &Context, plan: Plan, buyers: usize) -> anyhow::Result<R
         "the unit of the flood sale was not reserved: {}",
         first.status()
     );
-    let m = ctx
-        .fire(plan, ctx.reservations(sale)?, Some(Arc::clone(&auths)))
-        .await;
+    let m = ctx.fire(plan, ctx.reservations(sale)?, Some(auths)).await;
     let mut report = Report::from_measured("flood", plan.concurrency, plan.rate, &m);
     report.figure("sale_id", sale);
     ran_out(&mut report, plan, &m, buyers);
