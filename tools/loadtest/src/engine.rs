@@ -29,7 +29,7 @@ pub struct Plan {
     pub until: Until,
 }
 
-/// One request of a run: the method is implied by the body (POST with none, or GET).
+/// What every request of a run asks: a POST without a body (a reservation) or a GET.
 #[derive(Clone)]
 pub struct Target {
     pub url: reqwest::Url,

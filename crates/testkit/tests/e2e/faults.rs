@@ -19,10 +19,15 @@ async fn amqp_readiness(gw: &GatewayHandle) -> String {
         .to_owned()
 }
 
-async fn gateway_through(env: &TestEnv, proxy: &TcpProxy) -> GatewayHandle {
+/// The test's settings with RabbitMQ reached through `proxy`.
+fn amqp_through(env: &TestEnv, proxy: &TcpProxy) -> flashsale_platform::Settings {
     let mut settings = env.settings.clone();
     settings.amqp.url = SecretString::from(format!("amqp://guest:guest@{}/%2f", proxy.addr()));
-    spawn_gateway_with(settings).await
+    settings
+}
+
+async fn gateway_through(env: &TestEnv, proxy: &TcpProxy) -> GatewayHandle {
+    spawn_gateway_with(amqp_through(env, proxy)).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -375,8 +380,7 @@ async fn a_new_sale_replaces_redis_state_left_under_its_id_by_an_earlier_databas
 async fn past_max_in_flight_the_api_answers_503_at_once_and_probes_still_answer() {
     let env = TestEnv::new().await;
     let proxy = TcpProxy::start("127.0.0.1:5672").await.expect("proxy");
-    let mut settings = env.settings.clone();
-    settings.amqp.url = SecretString::from(format!("amqp://guest:guest@{}/%2f", proxy.addr()));
+    let mut settings = amqp_through(&env, &proxy);
     settings.gateway.max_in_flight = 1;
     // Long enough that the held request is surely still waiting while the checks below run on a busy machine.
     settings.amqp.confirm_timeout_ms = 3000;

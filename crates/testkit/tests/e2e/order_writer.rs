@@ -118,3 +118,26 @@ async fn redeliveries_poison_and_the_stock_guard() {
     publisher.close().await;
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pooled_connections_plan_each_statement_with_its_parameters() {
+    #[derive(diesel::QueryableByName)]
+    struct Mode {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        plan_cache_mode: String,
+    }
+    use diesel_async::RunQueryDsl;
+    let env = TestEnv::new().await;
+    let pool = flashsale_store::connect(&env.settings.postgres)
+        .await
+        .expect("pool");
+    let mut conn = pool.get().await.expect("connection");
+    // A generic plan cached while `orders` was empty would keep id lookups sequential scans (docs/performance.md).
+    let mode: Mode = diesel::sql_query("SHOW plan_cache_mode")
+        .get_result(&mut conn)
+        .await
+        .expect("show");
+    assert_eq!(mode.plan_cache_mode, "force_custom_plan");
+    drop(conn);
+    env.cleanup().await;
+}
