@@ -4,6 +4,8 @@
 //! A publish returns once the broker owns the message, or says precisely what went wrong: definitely not taken
 //! (the caller may undo its work) or unknown (the caller must not undo anything; the outbox relay finishes it).
 
+mod depth;
+
 use crate::backoff::Backoff;
 use crate::names::Names;
 use crate::topology;

@@ -15,4 +15,4 @@ pub use ids::{OrderId, SaleId, UserId};
 pub use messages::{ReservationCreated, ReservationRejected};
 pub use money::Money;
 pub use order::OrderStatus;
-pub use sale::{NewSale, SaleStatus};
+pub use sale::{NewSale, Sale, SaleStatus};

@@ -1,7 +1,8 @@
 //! Sales: what an admin may create, and how a sale's state is named.
 
+use crate::ids::SaleId;
 use crate::money::Money;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 pub const MAX_PRODUCT_NAME_CHARS: usize = 200;
@@ -104,6 +105,38 @@ impl TryFrom<SaleDraft> for NewSale {
             ends_at: d.ends_at,
             payment_window_secs: u32::try_from(window).unwrap_or(1),
         })
+    }
+}
+
+/// A sale as recorded: one type from the database row through Redis to the API answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sale {
+    pub id: SaleId,
+    pub product_name: String,
+    pub price: Money,
+    pub total_stock: i64,
+    pub per_user_limit: u32,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub payment_window_secs: u32,
+    /// When PostgreSQL recorded the sale. It tells this sale's Redis state apart from state that an earlier
+    /// database left under the same id.
+    pub created_at: DateTime<Utc>,
+}
+
+impl Sale {
+    /// The last moment a reservation of this sale can still be held: `ends_at` plus one payment window.
+    pub fn live_until(&self) -> DateTime<Utc> {
+        self.ends_at + Duration::seconds(self.payment_window_secs.into())
+    }
+
+    /// True while the sale may still hold reservations.
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        now < self.live_until()
+    }
+
+    pub fn status(&self, now: DateTime<Utc>, remaining: i64) -> SaleStatus {
+        SaleStatus::at(now, self.starts_at, self.ends_at, remaining)
     }
 }
 

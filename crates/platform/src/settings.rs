@@ -35,6 +35,7 @@ pub struct RedisSettings {
     pub key_prefix: String,
     pub response_timeout_ms: u64,
     pub connect_timeout_ms: u64,
+    pub retention_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -87,6 +88,7 @@ pub struct GatewaySettings {
     pub idempotency_ttl_secs: u64,
     pub max_body_bytes: usize,
     pub warm_interval_ms: u64,
+    pub restore_quiet_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -65,9 +65,10 @@ impl Keys {
         self.of_sale(sale, &format!("idem:{user}:{key}"))
     }
 
-    /// Set of sale ids warmed into Redis: what the relay and the order look-up walk. Not tagged: it spans sales.
+    /// Sorted set of warmed sale ids scored by `live_until` (ms): what the relay, the warmer and the order
+    /// look-up walk; ended sales drop out. Not tagged: it spans sales.
     pub fn sales_index(&self) -> String {
-        format!("{}sales", self.prefix)
+        format!("{}sales:live", self.prefix)
     }
 }
 

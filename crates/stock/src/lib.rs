@@ -1,13 +1,23 @@
-//! Redis, the fast admission ledger: key names, Lua scripts and the client that runs them.
+//! Redis, the fast admission ledger: key names, Lua scripts and the client that runs them, one file per job.
 //!
-//! Reads `redis.url`, `redis.key_prefix`, `redis.response_timeout_ms`, `redis.connect_timeout_ms`.
+//! Reads `redis.url`, `redis.key_prefix`, `redis.response_timeout_ms`, `redis.connect_timeout_ms` and
+//! `redis.retention_secs`.
 
 pub mod client;
 pub mod keys;
+mod lookup;
+mod model;
+mod outbox;
+mod probe;
+mod reject;
 mod reply;
+mod reserve;
+mod warm;
 
-pub use client::{
-    CancelOutcome, HeldReservation, RateLimits, ReserveOutcome, ReserveRequest, SaleSnapshot,
-    SaleWarmup, Stock, StockError,
-};
+pub use client::{Stock, StockError};
 pub use keys::Keys;
+pub use model::{
+    CancelOutcome, HeldReservation, RateLimits, ReservationState, ReserveOutcome, ReserveRequest,
+    SaleSnapshot, SaleWarmup, Warmed,
+};
+pub use reject::RejectOutcome;

@@ -6,7 +6,7 @@ use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::Bool;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use flashsale_domain::{NewSale, SaleId};
+use flashsale_domain::{Money, NewSale, Sale, SaleId};
 
 pub async fn insert(conn: &mut AsyncPgConnection, sale: &NewSale) -> QueryResult<SaleRow> {
     diesel::insert_into(sales::table)
@@ -78,4 +78,32 @@ pub async fn add_held(conn: &mut AsyncPgConnection, id: i64, units: i64) -> Quer
         .set(sales::held.eq(sales::held + units))
         .execute(conn)
         .await
+}
+
+impl SaleRow {
+    /// The domain's sale. The table's CHECK constraints keep every narrowing in range.
+    pub fn to_sale(&self) -> Result<Sale, String> {
+        Ok(Sale {
+            id: SaleId::new(self.id).map_err(|e| e.to_string())?,
+            product_name: self.product_name.clone(),
+            price: Money::from_minor(self.price_minor),
+            total_stock: self.total_stock,
+            per_user_limit: u32::try_from(self.per_user_limit).map_err(|e| e.to_string())?,
+            starts_at: self.starts_at,
+            ends_at: self.ends_at,
+            payment_window_secs: u32::try_from(self.payment_window_secs)
+                .map_err(|e| e.to_string())?,
+            created_at: self.created_at,
+        })
+    }
+}
+
+/// The highest sale id issued so far (0 when there is none).
+pub async fn max_id(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
+    use diesel::dsl::max;
+    Ok(sales::table
+        .select(max(sales::id))
+        .first::<Option<i64>>(conn)
+        .await?
+        .unwrap_or(0))
 }

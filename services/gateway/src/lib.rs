@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod catalog;
 pub mod error;
 pub mod metrics;
 pub mod outbox;
@@ -67,7 +68,14 @@ impl App {
         let state = AppState {
             stock,
             publisher,
+            catalog: Arc::new(catalog::SaleCatalog::new(pool.clone())),
             pool,
+            restores: Arc::default(),
+            restore_rule: warm::RestoreRule {
+                horizon: Duration::from_millis(settings.outbox.relay_age_ms),
+                quiet: Duration::from_millis(g.restore_quiet_ms),
+            },
+            order_writer_queue: Names::new(&settings.amqp.prefix).order_writer_queue(),
             auth: Arc::new(auth::Auth::new(&settings.auth)),
             limits: RateLimits {
                 buyer_per_sec: g.buyer_rate_per_sec,
@@ -203,6 +211,27 @@ struct InFlight {
     max: usize,
 }
 
+/// One admitted request. The count comes back down when this is dropped: after the answer, and equally when
+/// the handler's future is dropped at an `.await` (client reset, panic, shutdown), which code after the
+/// `.await` would never see.
+struct Admitted(web::Data<InFlight>);
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl InFlight {
+    fn admit(bound: web::Data<InFlight>) -> Option<Admitted> {
+        if bound.now.fetch_add(1, Ordering::AcqRel) >= bound.max {
+            bound.now.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Admitted(bound))
+    }
+}
+
 async fn bound_in_flight(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
@@ -213,15 +242,12 @@ async fn bound_in_flight(
         Some(bound) if req.path().starts_with("/api/") => bound.clone(),
         _ => return next.call(req).await.map(|r| r.map_into_boxed_body()),
     };
-    if bound.now.fetch_add(1, Ordering::AcqRel) >= bound.max {
-        bound.now.fetch_sub(1, Ordering::AcqRel);
+    let Some(_admitted) = InFlight::admit(bound) else {
         let res: HttpResponse = actix_web::ResponseError::error_response(&error::ApiError::new(
             ErrorCode::Unavailable,
             "the gateway is at capacity; retry shortly",
         ));
         return Ok(req.into_response(res));
-    }
-    let result = next.call(req).await;
-    bound.now.fetch_sub(1, Ordering::AcqRel);
-    result.map(|r| r.map_into_boxed_body())
+    };
+    next.call(req).await.map(|r| r.map_into_boxed_body())
 }

@@ -58,7 +58,7 @@ pub async fn relay(state: AppState, interval: Duration, shutdown: CancellationTo
 /// One pass over every sale's outbox. Returns how many entries were confirmed.
 pub async fn relay_once(state: &AppState) -> anyhow::Result<usize> {
     let mut relayed = 0;
-    for sale in state.stock.sale_ids().await? {
+    for sale in state.stock.live_sale_ids().await? {
         let ids = state
             .stock
             .claim_stale(sale, state.relay_age, state.relay_batch)

@@ -132,23 +132,19 @@ async fn refused(state: &AppState, sale: SaleId, refusal: Refusal) -> ApiError {
     }
 }
 
-/// Redis holds nothing for this sale: either it never existed (404) or Redis lost it (503 until the warmer
-/// restores it from PostgreSQL; never SOLD_OUT, never unlimited).
+/// Redis holds nothing for this sale: either it never existed (404), or it is over and nothing of it can be
+/// held any more (409 SALE_ENDED), or Redis lost it (503 until the warmer restores it from PostgreSQL; never
+/// SOLD_OUT, never unlimited). Answered from the sale catalog, so a flood of these costs no query per request.
 pub async fn missing_sale_state(state: &AppState, sale: SaleId) -> ApiError {
-    let found = async {
-        let mut conn = state.pool.get().await?;
-        Ok::<_, ApiError>(flashsale_store::sales::find(&mut conn, sale).await?)
-    }
-    .await;
-    match found {
+    match state.catalog.get(sale).await {
         Ok(None) => ApiError::new(ErrorCode::SaleNotFound, "no such sale"),
-        // Redis lost it, but the sale is over: no warming will ever make it reservable.
-        Ok(Some(row)) if chrono::Utc::now() >= row.ends_at => {
+        // Inside the payment window its buyers' orders still live in Redis: a lost state is a 503 like any other.
+        Ok(Some(entry)) if !entry.sale.is_live(chrono::Utc::now()) => {
             ApiError::new(ErrorCode::SaleEnded, Refusal::Ended.to_string())
         }
         Ok(Some(_)) => {
             ApiError::unavailable("the sale is being restored to the stock cache; retry shortly")
         }
-        Err(e) => e,
+        Err(e) => e.into(),
     }
 }

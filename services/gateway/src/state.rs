@@ -1,7 +1,9 @@
 //! What every handler shares: clients and pools (cheap to clone), built once at start-up.
 
 use crate::auth::Auth;
+use crate::catalog::SaleCatalog;
 use crate::metrics::GatewayMetrics;
+use crate::warm::{RestoreRule, Restores};
 use flashsale_broker::Publisher;
 use flashsale_domain::{OrderId, SaleId};
 use flashsale_stock::{RateLimits, Stock};
@@ -17,6 +19,13 @@ pub struct AppState {
     pub stock: Stock,
     pub publisher: Publisher,
     pub pool: PgPool,
+    /// Sale records in memory: unknown and lost sales cost no query per request.
+    pub catalog: Arc<SaleCatalog>,
+    /// Sales found missing in Redis, waiting until nothing of them can be in flight.
+    pub restores: Arc<Restores>,
+    pub restore_rule: RestoreRule,
+    /// The queue whose backlog says whether reservations are still on their way to PostgreSQL.
+    pub order_writer_queue: String,
     pub auth: Arc<Auth>,
     pub limits: RateLimits,
     pub metrics: GatewayMetrics,

@@ -1,72 +1,154 @@
-//! Warming: a sale's Redis state is written from PostgreSQL when the sale is created, and again whenever it is
-//! found missing (Redis restarted empty, failover without the latest writes). Remaining stock comes from the
-//! database's `held` counter; the buyers of active orders are restored so the per-buyer limit holds. A
-//! reservation still in flight when Redis lost its state may be admitted twice; order-writer's stock guard
-//! then writes the surplus as `rejected` (see docs/architecture.md).
+//! Warming: a sale's Redis state is written from PostgreSQL when the sale is created, and again when it is
+//! found missing (Redis restarted empty, a failover that dropped writes). Each pass also puts every live sale
+//! back into the index of live sales, so a sale can never be live while the relay cannot see it.
+//!
+//! After a loss, stock is restored as `total_stock − held` only once no reservation of the sale can still be in
+//! flight, so a unit promised by a 202 whose order row is not yet written is never sold twice. The rule:
+//! - at least `outbox.relay_age_ms` has passed since this gateway first saw the state missing (a publish that
+//!   was under way when Redis lost it has been confirmed or given up by then), and
+//! - the order-writer queue has had no ready message, and the sale's `held` has not changed, for
+//!   `gateway.restore_quiet_ms` (whatever order-writer still held unacknowledged has been committed).
+//!
+//! Until then reservations of the sale answer 503. A new sale is warmed at once: nothing of it can be in flight.
 
 use crate::state::AppState;
 use anyhow::Context;
-use flashsale_domain::{Money, OrderId, SaleId};
-use flashsale_stock::{SaleSnapshot, SaleWarmup};
+use flashsale_domain::{OrderId, Sale, SaleId};
+use flashsale_stock::{SaleWarmup, Warmed};
 use flashsale_store::models::SaleRow;
 use flashsale_store::{StoreError, orders, sales};
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-pub fn snapshot_of(row: &SaleRow, remaining: i64, sold: i64) -> anyhow::Result<SaleSnapshot> {
-    Ok(SaleSnapshot {
-        sale: SaleId::new(row.id)?,
-        product_name: row.product_name.clone(),
-        price: Money::from_minor(row.price_minor),
-        total_stock: row.total_stock,
-        per_user_limit: u32::try_from(row.per_user_limit)?,
-        payment_window_secs: u32::try_from(row.payment_window_secs)?,
-        starts_at: row.starts_at,
-        ends_at: row.ends_at,
-        remaining,
-        sold,
-    })
+/// Sales this gateway found missing in Redis, and how long they have been quiet.
+#[derive(Default)]
+pub struct Restores(Mutex<HashMap<SaleId, Restore>>);
+
+struct Restore {
+    seen_missing: Instant,
+    held: i64,
+    quiet_since: Instant,
 }
 
-/// Warms one sale if its state is missing. The expiry wait queue of its payment window is declared first, so
-/// no reservation can be published before its expiry path exists.
-pub async fn warm_sale(state: &AppState, row: &SaleRow) -> anyhow::Result<bool> {
-    let window = u32::try_from(row.payment_window_secs)?;
+/// The rule's inputs, from the settings.
+#[derive(Debug, Clone, Copy)]
+pub struct RestoreRule {
+    pub horizon: Duration,
+    pub quiet: Duration,
+}
+
+impl Restores {
+    /// Records one observation; true once the sale may be restored with this `held`.
+    fn observe(&self, sale: SaleId, held: i64, queue_ready: u32, rule: RestoreRule) -> bool {
+        let now = Instant::now();
+        let Ok(mut map) = self.0.lock() else {
+            return false;
+        };
+        let r = map.entry(sale).or_insert(Restore {
+            seen_missing: now,
+            held,
+            quiet_since: now,
+        });
+        if queue_ready > 0 || r.held != held {
+            r.held = held;
+            r.quiet_since = now;
+            return false;
+        }
+        now.duration_since(r.seen_missing) >= rule.horizon
+            && now.duration_since(r.quiet_since) >= rule.quiet
+    }
+
+    fn forget(&self, sale: SaleId) {
+        if let Ok(mut map) = self.0.lock() {
+            map.remove(&sale);
+        }
+    }
+}
+
+async fn ensure_window(state: &AppState, sale: &Sale) -> anyhow::Result<()> {
     state
         .publisher
-        .ensure_payment_window(window)
+        .ensure_payment_window(sale.payment_window_secs)
         .await
-        .context("declaring the expiry wait queue")?;
-    let sale = SaleId::new(row.id)?;
-    let buyers = {
-        let mut conn = state.pool.get().await.map_err(StoreError::from)?;
-        orders::active_of_sale(&mut conn, sale).await?
-    };
+        .context("declaring the expiry wait queue")
+}
+
+/// Warms a sale just created. The expiry wait queue of its payment window is declared first, so no
+/// reservation can be published before its expiry path exists.
+pub async fn warm_new(state: &AppState, sale: &Sale) -> anyhow::Result<Warmed> {
+    ensure_window(state, sale).await?;
     let warmup = SaleWarmup {
-        snapshot: snapshot_of(row, row.total_stock - row.held, 0)?,
+        sale: sale.clone(),
+        remaining: sale.total_stock,
+        buyers: Vec::new(),
+    };
+    Ok(state.stock.warm(&warmup, true).await?)
+}
+
+/// Restores a live sale whose state is missing, if the rule allows it now. Returns whether it warmed.
+async fn restore(state: &AppState, row: &SaleRow, sale: &Sale) -> anyhow::Result<bool> {
+    ensure_window(state, sale).await?;
+    let ready = state
+        .publisher
+        .queue_depth(&state.order_writer_queue)
+        .await?;
+    if !state
+        .restores
+        .observe(sale.id, row.held, ready, state.restore_rule)
+    {
+        return Ok(false);
+    }
+    let (buyers, held) = {
+        let mut conn = state.pool.get().await.map_err(StoreError::from)?;
+        let buyers = orders::active_of_sale(&mut conn, sale.id).await?;
+        let held = sales::find(&mut conn, sale.id)
+            .await?
+            .map_or(row.held, |r| r.held);
+        (buyers, held)
+    };
+    if held != row.held {
+        // An order was committed meanwhile: not quiet after all.
+        state.restores.observe(sale.id, held, 0, state.restore_rule);
+        return Ok(false);
+    }
+    let warmup = SaleWarmup {
+        sale: sale.clone(),
+        remaining: sale.total_stock - held,
         buyers: buyers
             .into_iter()
             .map(|(user, id)| (user, OrderId::from_uuid(id)))
             .collect(),
     };
-    let warmed = state.stock.warm(&warmup).await?;
-    Ok(warmed)
+    let warmed = state.stock.warm(&warmup, true).await?;
+    state.restores.forget(sale.id);
+    Ok(warmed == Warmed::Written)
 }
 
-/// Warms every live sale whose Redis state is missing. Returns how many were warmed.
+/// One pass: re-index every live sale and restore those whose state is missing and may be restored now.
+/// Returns how many were restored.
 pub async fn warm_missing(state: &AppState) -> anyhow::Result<usize> {
     let live = {
         let mut conn = state.pool.get().await.map_err(StoreError::from)?;
         sales::live(&mut conn).await?
     };
-    let mut warmed = 0;
+    let mut records = Vec::with_capacity(live.len());
     for row in live {
-        let sale = SaleId::new(row.id)?;
-        if state.stock.snapshot(sale).await?.is_some() {
+        let sale = row.to_sale().map_err(anyhow::Error::msg)?;
+        state.catalog.remember(sale.clone(), row.held);
+        records.push((row, sale));
+    }
+    let all: Vec<&Sale> = records.iter().map(|(_, s)| s).collect();
+    state.stock.index_live(&all).await?;
+    let mut warmed = 0;
+    for (row, sale) in &records {
+        if state.stock.is_live(sale.id).await? {
+            state.restores.forget(sale.id);
             continue;
         }
-        if warm_sale(state, &row).await? {
-            tracing::info!(sale = %sale, "sale state restored in Redis from PostgreSQL");
+        if restore(state, row, sale).await? {
+            tracing::info!(sale = %sale.id, "sale state restored in Redis from PostgreSQL");
             state.metrics.warmed.with_label_values(&[] as &[&str]).inc();
             warmed += 1;
         }

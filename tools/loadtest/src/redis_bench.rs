@@ -4,8 +4,8 @@
 
 use crate::scenarios::Context;
 use chrono::{Duration as ChronoDuration, Utc};
-use flashsale_domain::{Money, SaleId};
-use flashsale_stock::{SaleSnapshot, SaleWarmup, Stock};
+use flashsale_domain::{Money, Sale, SaleId};
+use flashsale_stock::{SaleWarmup, Stock};
 
 /// One argument a line, `__rand_int__` where each call needs a fresh order, buyer and bucket.
 pub async fn evalsha_args(ctx: &Context) -> anyhow::Result<Vec<String>> {
@@ -15,22 +15,26 @@ pub async fn evalsha_args(ctx: &Context) -> anyhow::Result<Vec<String>> {
     let sale = SaleId::new(1).map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let now = Utc::now();
     let total = 10_000_000;
+    let record = Sale {
+        id: sale,
+        product_name: "redis-benchmark".into(),
+        price: Money::from_minor(100),
+        total_stock: total,
+        per_user_limit: 1,
+        payment_window_secs: crate::scenarios::PAYMENT_WINDOW_SECS,
+        starts_at: now - ChronoDuration::minutes(1),
+        ends_at: now + ChronoDuration::hours(1),
+        created_at: now,
+    };
     stock
-        .warm(&SaleWarmup {
-            snapshot: SaleSnapshot {
-                sale,
-                product_name: "redis-benchmark".into(),
-                price: Money::from_minor(100),
-                total_stock: total,
-                per_user_limit: 1,
-                payment_window_secs: crate::scenarios::PAYMENT_WINDOW_SECS,
-                starts_at: now - ChronoDuration::minutes(1),
-                ends_at: now + ChronoDuration::hours(1),
+        .warm(
+            &SaleWarmup {
+                sale: record,
                 remaining: total,
-                sold: 0,
+                buyers: Vec::new(),
             },
-            buyers: Vec::new(),
-        })
+            true,
+        )
         .await?;
     let k = stock.keys();
     let tagged = |suffix: &str| format!("{}{{sale:1}}:{suffix}", k.prefix());

@@ -1,6 +1,8 @@
 -- Reserve units of one sale for one buyer, atomically, in one round trip.
--- Order of checks (DESIGN.md): sale state present, idempotency record, buyer rate limit, address rate limit,
--- sale window, quantity within the per-user limit, buyer's active order, stock.
+-- Order of checks (the API contract): sale state present, idempotency record, buyer rate limit, address rate
+-- limit, sale window, quantity within the per-user limit, buyer's active order, stock.
+-- Every key it creates ends: the reservation, buyers and outbox expire with the sale (the sale hash's expire_ms),
+-- the idempotency record after ARGV[4] seconds, the rate buckets once they have refilled.
 --
 -- KEYS[1] sale hash        KEYS[2] stock (remaining units)   KEYS[3] buyers hash (user -> order id)
 -- KEYS[4] outbox zset      KEYS[5] reservation hash (new)    KEYS[6] buyer rate bucket
@@ -15,7 +17,8 @@ local function int(n) return string.format('%.0f', n) end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
-local meta = redis.call('HMGET', KEYS[1], 'starts_ms', 'ends_ms', 'per_user_limit', 'window_secs', 'price_minor')
+local meta = redis.call('HMGET', KEYS[1], 'starts_ms', 'ends_ms', 'per_user_limit', 'payment_window_secs',
+  'price_minor', 'expire_ms')
 if not meta[1] then return {'NO_SALE'} end
 local qty = tonumber(ARGV[3])
 
@@ -70,6 +73,12 @@ redis.call('HSET', KEYS[5], 'user', ARGV[2], 'qty', ARGV[3], 'amount', amount,
   'created_ms', created, 'expires_ms', expires, 'state', 'held')
 -- The outbox entry stays until the broker confirms; its score is the time of the last publish attempt.
 redis.call('ZADD', KEYS[4], created, ARGV[1])
+-- The buyers hash and the outbox may have just been created (or emptied and re-created): give them the sale's end.
+if meta[6] then
+  redis.call('PEXPIREAT', KEYS[5], meta[6])
+  redis.call('PEXPIREAT', KEYS[3], meta[6])
+  redis.call('PEXPIREAT', KEYS[4], meta[6])
+end
 if KEYS[7] ~= '' then
   redis.call('SET', KEYS[7], ARGV[1] .. '|' .. ARGV[3] .. '|' .. amount .. '|' .. created .. '|' .. expires,
     'EX', tonumber(ARGV[4]))

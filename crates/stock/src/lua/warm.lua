@@ -1,9 +1,43 @@
--- Make a sale live in Redis from its PostgreSQL record, only if its state is absent, so warming is idempotent
--- and never resets a live counter.
+-- Make a sale live in Redis from its PostgreSQL record. Idempotent, and it never overwrites live stock:
+--   * state under this id from an earlier database (another incarnation) is replaced whole;
+--   * a missing sale hash is written; existing stock is never touched;
+--   * missing stock (Redis lost the sale) is restored only when ARGV[4] = '1', i.e. when the caller has made
+--     sure no reservation of this sale can still be in flight; the buyers of active orders are restored with it.
+-- Every key of the sale expires at ARGV[3] (live_until + retention), so nothing outlives the sale for long.
 --
--- KEYS[1] sale hash  KEYS[2] stock   ARGV[1] remaining units, ARGV[2..] field, value pairs of the sale hash
--- Replies 1 when it warmed, 0 when the sale was already live.
-if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-redis.call('SET', KEYS[2], ARGV[1])
-return 1
+-- KEYS[1] sale hash  KEYS[2] stock  KEYS[3] buyers hash  KEYS[4] outbox zset
+-- ARGV[1] incarnation (PostgreSQL created_at, µs)  ARGV[2] remaining units  ARGV[3] expire-at (ms, Unix)
+-- ARGV[4] '1' = missing stock may be restored  ARGV[5] n = number of sale hash arguments (field, value, ...)
+-- ARGV[6 .. 5+n] sale hash field/value pairs   ARGV[6+n ..] buyers: user, order id, user, order id, ...
+-- Replies 'WRITTEN' | 'LIVE' (already live; only missing fields and lifetimes restored) | 'REPLACED' | 'WAIT'.
+
+local reply = 'WRITTEN'
+local incarnation = redis.call('HGET', KEYS[1], 'incarnation')
+if redis.call('EXISTS', KEYS[1]) == 1 and incarnation ~= ARGV[1] then
+  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+  reply = 'REPLACED'
+end
+
+local has_hash = redis.call('EXISTS', KEYS[1]) == 1
+local has_stock = redis.call('EXISTS', KEYS[2]) == 1
+if not has_stock and ARGV[4] ~= '1' then return 'WAIT' end
+
+local n = tonumber(ARGV[5])
+if not has_hash then
+  for i = 6, 5 + n, 200 do
+    redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(i + 199, 5 + n)))
+  end
+end
+if has_stock then
+  reply = 'LIVE'
+else
+  for i = 6 + n, #ARGV, 200 do
+    redis.call('HSET', KEYS[3], unpack(ARGV, i, math.min(i + 199, #ARGV)))
+  end
+  redis.call('SET', KEYS[2], ARGV[2])
+end
+
+for i = 1, 4 do
+  redis.call('PEXPIREAT', KEYS[i], ARGV[3])
+end
+return reply

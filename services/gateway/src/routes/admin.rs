@@ -4,11 +4,12 @@ use crate::auth::Admin;
 use crate::error::ApiError;
 use crate::routes::sales::SaleView;
 use crate::state::AppState;
-use crate::warm::{snapshot_of, warm_sale};
+use crate::warm::warm_new;
 use actix_web::{HttpResponse, web};
 use chrono::Utc;
+use flashsale_domain::NewSale;
 use flashsale_domain::sale::SaleDraft;
-use flashsale_domain::{NewSale, SaleId};
+use flashsale_stock::{SaleSnapshot, Warmed};
 use flashsale_store::{StoreError, sales};
 
 pub async fn create_sale(
@@ -16,36 +17,35 @@ pub async fn create_sale(
     state: web::Data<AppState>,
     draft: web::Json<SaleDraft>,
 ) -> Result<HttpResponse, ApiError> {
-    let sale = NewSale::try_from(draft.into_inner()).map_err(|e| ApiError::invalid(e.0))?;
+    let new = NewSale::try_from(draft.into_inner()).map_err(|e| ApiError::invalid(e.0))?;
     let row = {
         let mut conn = state.pool.get().await.map_err(StoreError::from)?;
-        sales::insert(&mut conn, &sale).await?
+        sales::insert(&mut conn, &new).await?
     };
-    let id = SaleId::new(row.id).map_err(ApiError::internal)?;
-    // The id is new to PostgreSQL, so Redis state under it is left from an earlier database (reset without
-    // Redis); warming keeps live state, so it must go first or the new sale would sell the old stock.
-    match state.stock.forget(id).await {
-        Ok(true) => tracing::error!(
-            sale = row.id,
-            "Redis held state for a sale id PostgreSQL just issued (database reset without Redis?); replaced"
-        ),
-        Ok(false) => {}
-        Err(error) => tracing::warn!(sale = row.id, %error, "cannot clear stale Redis state"),
-    }
+    let sale = row.to_sale().map_err(ApiError::internal)?;
+    state.catalog.remember(sale.clone(), 0);
     // The sale is recorded; if warming fails now, the periodic warmer makes it live within
     // gateway.warm_interval_ms, so the answer is still 201.
-    if let Err(error) = warm_sale(&state, &row).await {
-        tracing::warn!(
+    match warm_new(&state, &sale).await {
+        Ok(Warmed::ReplacedStale) => tracing::error!(
+            sale = row.id,
+            "Redis held state of an earlier database under a sale id PostgreSQL just issued; replaced"
+        ),
+        Ok(_) => {}
+        Err(error) => tracing::warn!(
             sale = row.id,
             error = format!("{error:#}"),
             "sale created but not yet warmed"
-        );
+        ),
     }
-    let snapshot = match state.stock.snapshot(id).await {
+    let snapshot = match state.stock.snapshot(sale.id).await {
         Ok(Some(live)) => live,
         // Not warmed yet: what PostgreSQL recorded is the truth.
-        _ => snapshot_of(&row, row.total_stock, 0).map_err(ApiError::internal)?,
+        _ => SaleSnapshot {
+            remaining: sale.total_stock,
+            sold: 0,
+            sale,
+        },
     };
-    let view = SaleView::of(&snapshot, Utc::now());
-    Ok(HttpResponse::Created().json(view))
+    Ok(HttpResponse::Created().json(SaleView::of(&snapshot, Utc::now())))
 }

@@ -8,7 +8,7 @@ use crate::routes::sales::rfc3339;
 use crate::state::AppState;
 use actix_web::{HttpResponse, web};
 use flashsale_domain::{ErrorCode, Money, OrderId, OrderStatus, SaleId};
-use flashsale_stock::HeldReservation;
+use flashsale_stock::{HeldReservation, ReservationState};
 use flashsale_store::models::OrderRow;
 use flashsale_store::{StoreError, orders};
 use serde::Serialize;
@@ -59,7 +59,12 @@ impl From<HeldReservation> for OrderView {
             user_id: r.user.to_string(),
             quantity: r.quantity.into(),
             amount: r.amount,
-            status: OrderStatus::PendingPayment.as_str().to_owned(),
+            status: match r.state {
+                ReservationState::Held => OrderStatus::PendingPayment,
+                ReservationState::Rejected => OrderStatus::Rejected,
+            }
+            .as_str()
+            .to_owned(),
             created_at: rfc3339(r.created_at),
             expires_at: rfc3339(r.expires_at),
             paid_at: None,
@@ -74,7 +79,35 @@ fn not_found() -> ApiError {
 }
 
 async fn live_sales(state: &AppState) -> Result<Vec<SaleId>, ApiError> {
-    Ok(state.stock.sale_ids().await?)
+    Ok(state.stock.live_sale_ids().await?)
+}
+
+/// Clock skew allowed between the gateway that minted an order id and Redis, which checked the sale window.
+const SKEW: chrono::Duration = chrono::Duration::seconds(60);
+
+/// The live sales whose window contains the moment this order id was minted (a UUIDv7 carries it): the only
+/// sales a reservation with this id can belong to. Usually one; never every sale ever created.
+async fn sales_of_order(state: &AppState, id: OrderId) -> Result<Vec<SaleId>, ApiError> {
+    let Some(minted) =
+        id.as_uuid()
+            .get_timestamp()
+            .map(|t| t.to_unix())
+            .and_then(|(secs, nanos)| {
+                chrono::DateTime::from_timestamp(i64::try_from(secs).ok()?, nanos)
+            })
+    else {
+        return Ok(Vec::new());
+    };
+    let mut found = Vec::new();
+    for sale in live_sales(state).await? {
+        if let Some(entry) = state.catalog.get(sale).await?
+            && entry.sale.starts_at - SKEW <= minted
+            && minted < entry.sale.ends_at + SKEW
+        {
+            found.push(sale);
+        }
+    }
+    Ok(found)
 }
 
 pub async fn get_order(
@@ -108,7 +141,7 @@ async fn held_reservation(
     state: &AppState,
     id: OrderId,
 ) -> Result<Option<HeldReservation>, ApiError> {
-    let sales = live_sales(state).await?;
+    let sales = sales_of_order(state, id).await?;
     Ok(state.stock.find_reservation(id, &sales).await?)
 }
 
@@ -129,7 +162,9 @@ pub async fn my_orders(state: web::Data<AppState>, buyer: Buyer) -> Result<HttpR
     views.extend(
         pending
             .into_iter()
-            .filter(|r| r.state == "held" && !written.contains(&r.order_id.to_string()))
+            .filter(|r| {
+                r.state == ReservationState::Held && !written.contains(&r.order_id.to_string())
+            })
             .map(OrderView::from),
     );
     views.sort_by(|a, b| b.sort_key.cmp(&a.sort_key));

@@ -1,10 +1,10 @@
-//! `GET /api/v1/sales/{id}`: served from Redis alone.
+//! `GET /api/v1/sales/{id}`: served from Redis; a sale whose last reservation can no longer be held is
+//! answered from its settled record in the catalog (its Redis keys expire by design).
 
 use crate::error::ApiError;
 use crate::reserve::missing_sale_state;
 use crate::routes::sale_id;
 use crate::state::AppState;
-use crate::warm::snapshot_of;
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, SecondsFormat, Utc};
 use flashsale_domain::{Money, SaleId, SaleStatus};
@@ -33,19 +33,20 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
 
 impl SaleView {
     pub fn of(s: &SaleSnapshot, now: DateTime<Utc>) -> Self {
+        let sale = &s.sale;
         Self {
-            id: s.sale,
-            product_name: s.product_name.clone(),
-            price: s.price,
-            total_stock: s.total_stock,
+            id: sale.id,
+            product_name: sale.product_name.clone(),
+            price: sale.price,
+            total_stock: sale.total_stock,
             remaining: s.remaining,
-            reserved: (s.total_stock - s.remaining - s.sold).max(0),
+            reserved: (sale.total_stock - s.remaining - s.sold).max(0),
             sold: s.sold,
-            status: SaleStatus::at(now, s.starts_at, s.ends_at, s.remaining),
-            starts_at: rfc3339(s.starts_at),
-            ends_at: rfc3339(s.ends_at),
-            per_user_limit: s.per_user_limit,
-            payment_window_secs: s.payment_window_secs,
+            status: sale.status(now, s.remaining),
+            starts_at: rfc3339(sale.starts_at),
+            ends_at: rfc3339(sale.ends_at),
+            per_user_limit: sale.per_user_limit,
+            payment_window_secs: sale.payment_window_secs,
         }
     }
 }
@@ -58,19 +59,15 @@ pub async fn get_sale(
     if let Some(snapshot) = state.stock.snapshot(sale).await? {
         return Ok(HttpResponse::Ok().json(SaleView::of(&snapshot, Utc::now())));
     }
-    // A sale whose last reservations can no longer be held is never warmed again: PostgreSQL answers for it.
-    let row = {
-        let mut conn = state.pool.get().await?;
-        flashsale_store::sales::find(&mut conn, sale).await?
-    };
-    match row {
-        Some(row)
-            if row.ends_at + chrono::Duration::seconds(row.payment_window_secs.into())
-                <= Utc::now() =>
-        {
-            let snapshot =
-                snapshot_of(&row, row.total_stock - row.held, 0).map_err(ApiError::internal)?;
-            Ok(HttpResponse::Ok().json(SaleView::of(&snapshot, Utc::now())))
+    let now = Utc::now();
+    match state.catalog.settled(sale).await? {
+        Some(entry) if !entry.sale.is_live(now) => {
+            let snapshot = SaleSnapshot {
+                sale: entry.sale.clone(),
+                remaining: entry.sale.total_stock - entry.held,
+                sold: 0,
+            };
+            Ok(HttpResponse::Ok().json(SaleView::of(&snapshot, now)))
         }
         _ => Err(missing_sale_state(&state, sale).await),
     }

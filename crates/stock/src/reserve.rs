@@ -1,0 +1,97 @@
+//! The hot path: the whole reservation decision in one EVALSHA, and its undo when the broker definitely did
+//! not take the message.
+
+use crate::client::{Stock, StockError};
+use crate::model::{CancelOutcome, RateLimits, ReserveOutcome, ReserveRequest};
+use crate::reply;
+use flashsale_domain::{OrderId, SaleId, UserId};
+
+impl Stock {
+    /// SHA1 of the reservation script, for `EVALSHA` from outside (the benchmark of the cache's own ceiling).
+    pub fn reserve_script_sha(&self) -> &str {
+        self.scripts.reserve.get_hash()
+    }
+
+    /// The whole reservation decision in one EVALSHA.
+    pub async fn reserve(
+        &self,
+        req: &ReserveRequest<'_>,
+        limits: &RateLimits,
+    ) -> Result<ReserveOutcome, StockError> {
+        let k = &self.keys;
+        let idem = req
+            .idempotency_key
+            .map(|key| k.idempotency(req.sale, req.user, key))
+            .unwrap_or_default();
+        let address = match (req.address, limits.address_per_sec) {
+            (Some(addr), rate) if rate > 0 => k.address_rate(req.sale, addr),
+            _ => String::new(),
+        };
+        let reply: Vec<String> = self.checked(
+            self.scripts
+                .reserve
+                .key(k.sale(req.sale))
+                .key(k.stock(req.sale))
+                .key(k.buyers(req.sale))
+                .key(k.outbox(req.sale))
+                .key(k.reservation(req.sale, req.order_id))
+                .key(k.buyer_rate(req.sale, req.user))
+                .key(idem)
+                .key(address)
+                .arg(req.order_id.to_string())
+                .arg(req.user.as_str())
+                .arg(req.quantity)
+                .arg(limits.idempotency_ttl_secs)
+                .arg(limits.buyer_per_sec)
+                .arg(limits.buyer_burst)
+                .arg(limits.address_per_sec)
+                .arg(limits.address_burst)
+                .invoke_async(&mut self.conn())
+                .await,
+        )?;
+        match reply.first().map(String::as_str) {
+            Some("RESERVED") => Ok(ReserveOutcome::Reserved(
+                reply::reservation(&reply).map_err(StockError::Reply)?,
+            )),
+            Some("REPLAYED") => Ok(ReserveOutcome::Replayed(
+                reply::reservation(&reply).map_err(StockError::Reply)?,
+            )),
+            _ => Ok(ReserveOutcome::Refused(
+                reply::refusal(&reply).map_err(StockError::Reply)?,
+            )),
+        }
+    }
+
+    /// Gives the units back after the broker definitely refused the message, unless a 202 was already given
+    /// for this reservation or the relay claimed it (then a message may exist, and releasing could oversell).
+    pub async fn cancel(
+        &self,
+        sale: SaleId,
+        order: OrderId,
+        user: &UserId,
+        idempotency_key: Option<&str>,
+    ) -> Result<CancelOutcome, StockError> {
+        let k = &self.keys;
+        let idem = idempotency_key
+            .map(|key| k.idempotency(sale, user, key))
+            .unwrap_or_default();
+        let reply: String = self.checked(
+            self.scripts
+                .cancel
+                .key(k.reservation(sale, order))
+                .key(k.stock(sale))
+                .key(k.buyers(sale))
+                .key(k.outbox(sale))
+                .key(idem)
+                .arg(order.to_string())
+                .invoke_async(&mut self.conn())
+                .await,
+        )?;
+        match reply.as_str() {
+            "RELEASED" => Ok(CancelOutcome::Released),
+            "PROMISED" | "CLAIMED" => Ok(CancelOutcome::KeptForRelay),
+            "NOT_HELD" => Ok(CancelOutcome::NotHeld),
+            other => Err(StockError::Reply(format!("cancel answered {other:?}"))),
+        }
+    }
+}
