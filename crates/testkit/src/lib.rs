@@ -4,10 +4,12 @@
 
 pub mod env;
 pub mod proxy;
+pub mod redis_server;
 pub mod services;
 pub mod wait;
 
 pub use env::{SaleSpec, TestEnv};
 pub use proxy::TcpProxy;
+pub use redis_server::LocalRedis;
 pub use services::{GatewayHandle, OrderWriterHandle, OrderWriterProcess, Reply};
 pub use wait::eventually;

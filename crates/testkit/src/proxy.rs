@@ -28,6 +28,7 @@ pub struct TcpProxy {
     /// so dropping these senders (with the proxy) also ends every task.
     drops: watch::Sender<u64>,
     open: Arc<AtomicUsize>,
+    upstream: watch::Sender<SocketAddr>,
     accept: JoinHandle<()>,
 }
 
@@ -49,9 +50,10 @@ impl TcpProxy {
         let (mode, mode_rx) = watch::channel(Mode::Pass);
         let (drops, drops_rx) = watch::channel(0u64);
         let open = Arc::new(AtomicUsize::new(0));
+        let (upstream, upstream_rx) = watch::channel(upstream);
         let accept = tokio::spawn(accept_loop(
             listener,
-            upstream,
+            upstream_rx,
             mode_rx,
             drops_rx,
             open.clone(),
@@ -61,6 +63,7 @@ impl TcpProxy {
             mode,
             drops,
             open,
+            upstream,
             accept,
         })
     }
@@ -94,6 +97,12 @@ impl TcpProxy {
         self.drops.send_modify(|generation| *generation += 1);
     }
 
+    /// Send new connections to `upstream` from now on (a failover behind a stable address); connections
+    /// already open stay with the old one.
+    pub fn redirect(&self, upstream: SocketAddr) {
+        self.upstream.send_replace(upstream);
+    }
+
     /// Number of connections currently open through the proxy. Closing is asynchronous: after cut() or
     /// drop_connections() this reaches 0 within milliseconds, not at once.
     pub fn open_connections(&self) -> usize {
@@ -110,7 +119,7 @@ impl Drop for TcpProxy {
 
 async fn accept_loop(
     listener: TcpListener,
-    upstream: SocketAddr,
+    upstream: watch::Receiver<SocketAddr>,
     mode: watch::Receiver<Mode>,
     mut drops: watch::Receiver<u64>,
     open: Arc<AtomicUsize>,
@@ -132,6 +141,7 @@ async fn accept_loop(
             drop(client); // refused: accepted, then closed at once
             continue;
         }
+        let upstream = *upstream.borrow();
         tracing::debug!(%peer, %upstream, "test proxy: connection");
         open.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(serve(

@@ -90,6 +90,16 @@ pub async fn warm_new(state: &AppState, sale: &Sale) -> anyhow::Result<Warmed> {
 /// Restores a live sale whose state is missing, if the rule allows it now. Returns whether it warmed.
 async fn restore(state: &AppState, row: &SaleRow, sale: &Sale) -> anyhow::Result<bool> {
     ensure_window(state, sale).await?;
+    // A missing sale hash beside live stock is rewritten at once: that touches no counter.
+    let partial = SaleWarmup {
+        sale: sale.clone(),
+        remaining: 0,
+        buyers: Vec::new(),
+    };
+    if state.stock.warm(&partial, false).await? != Warmed::Waiting {
+        state.restores.forget(sale.id);
+        return Ok(false);
+    }
     let ready = state
         .publisher
         .queue_depth(&state.order_writer_queue)
