@@ -3,6 +3,7 @@
 
 mod faults;
 mod health;
+mod lifecycle;
 mod loadtest;
 mod order_writer;
 mod orders;
