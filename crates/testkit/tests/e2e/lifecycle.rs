@@ -187,3 +187,15 @@ async fn a_test_that_panics_still_drops_its_schema_keys_and_queues() {
     assert_eq!(redis_keys(&name).await, Vec::<String>::new());
     assert_topology_stays_gone(&prefix, &[60]).await;
 }
+
+#[test]
+fn under_nextest_the_setup_script_prepared_the_database_for_the_whole_run() {
+    // A plain `cargo test` has no setup script: there each test process prepares the database itself.
+    if std::env::var_os("NEXTEST").is_none() {
+        return;
+    }
+    assert!(
+        flashsale_testkit::prepare::prepared_by_runner(),
+        "the prepare-test-db setup script of .config/nextest.toml did not run for this test"
+    );
+}
