@@ -45,6 +45,10 @@ fn settings_env(s: &Settings) -> Vec<(&'static str, String)> {
             s.postgres.pool_size.to_string(),
         ),
         (
+            "FLASHSALE__POSTGRES__ACQUIRE_TIMEOUT_MS",
+            s.postgres.acquire_timeout_ms.to_string(),
+        ),
+        (
             "FLASHSALE__REDIS__URL",
             s.redis.url.expose_secret().to_owned(),
         ),
