@@ -136,6 +136,9 @@ impl TestEnv {
         s.gateway.workers = 2;
         s.gateway.warm_interval_ms = 500;
         s.order_writer.listen = "127.0.0.1:0".into();
+        // Well inside the teardown's wait for the services, so cleanup never deletes under a live service.
+        s.gateway.shutdown_grace_ms = 5000;
+        s.order_writer.shutdown_grace_ms = 5000;
         s.telemetry.log_level = "warn".into();
         if let Ok(filter) = std::env::var("FLASHSALE_TEST_LOG") {
             s.telemetry.log_level = filter;
