@@ -186,8 +186,13 @@ async fn session<H: BatchHandler>(
         }
     };
     connected.store(false, Ordering::Relaxed);
-    let _ = channel.close(200, "consumer stopping".into()).await;
-    let _ = conn.close(200, "consumer stopping".into()).await;
+    // Bounded: a broker that does not answer the close handshake must not hold up a shutdown. Dropping the
+    // connection closes the socket, which returns the unacknowledged deliveries all the same.
+    let close = async {
+        let _ = channel.close(200, "consumer stopping".into()).await;
+        let _ = conn.close(200, "consumer stopping".into()).await;
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), close).await;
     result
 }
 

@@ -89,6 +89,7 @@ pub struct GatewaySettings {
     pub max_body_bytes: usize,
     pub warm_interval_ms: u64,
     pub restore_quiet_ms: u64,
+    pub shutdown_grace_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -105,6 +106,7 @@ pub struct OrderWriterSettings {
     pub listen: String,
     pub batch_size: usize,
     pub batch_linger_ms: u64,
+    pub shutdown_grace_ms: u64,
 }
 
 impl Settings {
@@ -168,6 +170,10 @@ impl Settings {
         anyhow::ensure!(
             usize::from(self.amqp.prefetch) >= self.order_writer.batch_size,
             "amqp.prefetch must be at least order_writer.batch_size, or batches can never fill"
+        );
+        anyhow::ensure!(
+            self.gateway.shutdown_grace_ms > 0 && self.order_writer.shutdown_grace_ms > 0,
+            "gateway.shutdown_grace_ms and order_writer.shutdown_grace_ms must be positive"
         );
         anyhow::ensure!(
             ["text", "json"].contains(&self.telemetry.log_format.as_str()),

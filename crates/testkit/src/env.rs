@@ -1,21 +1,23 @@
 //! `TestEnv`: one test's isolated slice of the real services.
 //!
-//! - PostgreSQL: a schema `t<unix secs>_<random>` in the database `flashsale_test` (created if missing), carried in
-//!   the URL as `options=--search_path=<schema>`, migrated like production.
+//! - PostgreSQL: a schema `t<unix secs>_<random>` in the database `flashsale_test`, carried in the URL as
+//!   `options=--search_path=<schema>`, migrated like production.
 //! - Redis: the key prefix `<schema>:`; RabbitMQ: the name prefix `<schema>.`, with expiring queues and
-//!   auto-deleted exchanges, so the broker cleans up after the test by itself.
-//! - `cleanup()` drops the schema and unlinks the keys; each new environment also sweeps what tests older than
-//!   an hour left behind (a test that panicked never reaches its cleanup).
+//!   auto-deleted exchanges as a backstop.
+//! - `cleanup()` stops the services the test started (in-process and processes), then deletes the queues and
+//!   exchanges, drops the schema and unlinks the keys (`teardown`). A test that panics, or forgets to call
+//!   `cleanup()`, gets the same teardown from `Drop`, run on a thread of its own. `FLASHSALE_TEST_KEEP=1` keeps
+//!   the slice of a test that did not clean up, to look at it after a failure.
+//! - The database is prepared once per run by the nextest setup script, or else by the first environment of
+//!   each test process (`prepare`).
 //!
 //! Environment: `FLASHSALE_TEST_PG` (admin URL, default `postgres://postgres@127.0.0.1:5432`),
 //! `FLASHSALE_TEST_REDIS` (default `redis://127.0.0.1:6379`), `FLASHSALE_TEST_AMQP` (default local guest).
 
-use anyhow::Context;
+use crate::prepare::{TEST_DATABASE, admin_url, prepared_by_runner, redis_url, var};
+use crate::teardown::Teardown;
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
-use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use flashsale_domain::SaleId;
 use flashsale_platform::Settings;
 use flashsale_stock::Stock;
 use jsonwebtoken::{EncodingKey, Header, encode};
@@ -25,18 +27,13 @@ use serde_json::{Value, json};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::OnceCell;
 
-const TEST_DATABASE: &str = "flashsale_test";
-const STALE_AFTER_SECS: u64 = 3600;
-
-fn var(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
-
 pub struct TestEnv {
     pub name: String,
     pub settings: Settings,
     pub stock: Stock,
-    pg_url: String,
+    pub(crate) pg_url: String,
+    /// Set once `cleanup()` ran, so `Drop` has nothing left to do.
+    cleaned: bool,
 }
 
 /// What a test wants of a sale; `Default` is an active sale of 10 units, limit 1, 60 s window.
@@ -103,13 +100,10 @@ impl TestEnv {
     }
 
     async fn try_with(adjust: impl FnOnce(&mut Settings)) -> anyhow::Result<Self> {
-        let admin = var("FLASHSALE_TEST_PG", "postgres://postgres@127.0.0.1:5432");
-        SETUP
-            .get_or_try_init(|| async {
-                ensure_database(&admin).await?;
-                sweep_stale(&admin).await
-            })
-            .await?;
+        if !prepared_by_runner() {
+            SETUP.get_or_try_init(crate::prepare::prepare).await?;
+        }
+        let admin = admin_url();
 
         let secs = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
         let name = format!("t{secs}_{:06x}", rand::rng().random_range(0..0xff_ffff));
@@ -123,7 +117,7 @@ impl TestEnv {
         let mut s = Settings::defaults()?;
         s.postgres.url = SecretString::from(pg_url.clone());
         s.postgres.pool_size = 8;
-        s.redis.url = SecretString::from(var("FLASHSALE_TEST_REDIS", "redis://127.0.0.1:6379"));
+        s.redis.url = SecretString::from(redis_url());
         s.redis.key_prefix = format!("{name}:");
         s.amqp.url = SecretString::from(var(
             "FLASHSALE_TEST_AMQP",
@@ -142,6 +136,9 @@ impl TestEnv {
         s.gateway.workers = 2;
         s.gateway.warm_interval_ms = 500;
         s.order_writer.listen = "127.0.0.1:0".into();
+        // Well inside the teardown's wait for the services, so cleanup never deletes under a live service.
+        s.gateway.shutdown_grace_ms = 5000;
+        s.order_writer.shutdown_grace_ms = 5000;
         s.telemetry.log_level = "warn".into();
         if let Ok(filter) = std::env::var("FLASHSALE_TEST_LOG") {
             s.telemetry.log_level = filter;
@@ -157,6 +154,7 @@ impl TestEnv {
             settings: s,
             stock,
             pg_url,
+            cleaned: false,
         })
     }
 
@@ -193,247 +191,34 @@ impl TestEnv {
         self.settings.auth.admin_token.expose_secret().to_owned()
     }
 
-    /// Units Redis says are left (`None` when the sale has no state there).
-    pub async fn remaining(&self, sale: SaleId) -> Option<i64> {
-        let mut conn = self
-            .redis()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap_or_else(|e| panic!("redis: {e}"));
-        redis::AsyncCommands::get(&mut conn, self.stock.keys().stock(sale))
-            .await
-            .unwrap_or_else(|e| panic!("redis: {e}"))
+    /// Stops the services started from this environment's settings and waits for them, then deletes the
+    /// queues and exchanges, drops the schema and unlinks the Redis keys.
+    pub async fn cleanup(mut self) {
+        self.cleaned = true;
+        self.teardown().run(true).await;
     }
 
-    /// Entries waiting in the sale's outbox.
-    pub async fn outbox_len(&self, sale: SaleId) -> usize {
-        let mut conn = self
-            .redis()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap_or_else(|e| panic!("redis: {e}"));
-        redis::AsyncCommands::zcard(&mut conn, self.stock.keys().outbox(sale))
-            .await
-            .unwrap_or_else(|e| panic!("redis: {e}"))
-    }
-
-    pub async fn order_count(&self, sale: SaleId) -> i64 {
-        #[derive(QueryableByName)]
-        struct N {
-            #[diesel(sql_type = BigInt)]
-            n: i64,
-        }
-        let mut conn = self.pg().await;
-        diesel::sql_query("SELECT count(*) AS n FROM orders WHERE sale_id = $1")
-            .bind::<BigInt, _>(sale.get())
-            .get_result::<N>(&mut conn)
-            .await
-            .unwrap_or_else(|e| panic!("counting orders: {e}"))
-            .n
-    }
-
-    /// `(order id, user id, status)` of every order row of a sale.
-    pub async fn orders(&self, sale: SaleId) -> Vec<(String, String, String)> {
-        #[derive(QueryableByName)]
-        struct Row {
-            #[diesel(sql_type = Text)]
-            id: String,
-            #[diesel(sql_type = Text)]
-            user_id: String,
-            #[diesel(sql_type = Text)]
-            status: String,
-        }
-        let mut conn = self.pg().await;
-        diesel::sql_query(
-            "SELECT id::text AS id, user_id, status FROM orders WHERE sale_id = $1 ORDER BY id",
-        )
-        .bind::<BigInt, _>(sale.get())
-        .load::<Row>(&mut conn)
-        .await
-        .unwrap_or_else(|e| panic!("listing orders: {e}"))
-        .into_iter()
-        .map(|r| (r.id, r.user_id, r.status))
-        .collect()
-    }
-
-    /// The database's count of units held by active orders.
-    pub async fn held(&self, sale: SaleId) -> i64 {
-        #[derive(QueryableByName)]
-        struct N {
-            #[diesel(sql_type = BigInt)]
-            held: i64,
-        }
-        let mut conn = self.pg().await;
-        diesel::sql_query("SELECT held FROM sales WHERE id = $1")
-            .bind::<BigInt, _>(sale.get())
-            .get_result::<N>(&mut conn)
-            .await
-            .unwrap_or_else(|e| panic!("reading held: {e}"))
-            .held
-    }
-
-    pub async fn sale_rows(&self) -> i64 {
-        #[derive(QueryableByName)]
-        struct N {
-            #[diesel(sql_type = BigInt)]
-            n: i64,
-        }
-        let mut conn = self.pg().await;
-        diesel::sql_query("SELECT count(*) AS n FROM sales")
-            .get_result::<N>(&mut conn)
-            .await
-            .unwrap_or_else(|e| panic!("counting sales: {e}"))
-            .n
-    }
-
-    /// Deletes the queues and exchanges, drops the schema and unlinks the Redis keys.
-    pub async fn cleanup(self) {
-        if let Err(e) = tokio::time::timeout(Duration::from_secs(10), self.delete_topology()).await
-        {
-            tracing::warn!(error = %e, env = %self.name, "deleting test queues timed out; they expire by themselves");
-        }
-        let dropped = tokio::time::timeout(Duration::from_secs(20), drop_env(&self.name))
-            .await
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("timed out")));
-        if let Err(e) = dropped {
-            tracing::warn!(error = %e, env = %self.name, "test cleanup failed; the next sweep retries");
+    fn teardown(&self) -> Teardown {
+        Teardown {
+            name: self.name.clone(),
+            pg_url: self.pg_url.clone(),
+            amqp: self.settings.amqp.clone(),
         }
     }
 }
 
-impl TestEnv {
-    async fn delete_topology(&self) {
-        #[derive(QueryableByName)]
-        struct W {
-            #[diesel(sql_type = diesel::sql_types::Integer)]
-            w: i32,
-        }
-        let windows: Vec<i32> =
-            diesel::sql_query("SELECT DISTINCT payment_window_secs AS w FROM sales")
-                .load::<W>(&mut self.pg().await)
-                .await
-                .map(|rows| rows.into_iter().map(|r| r.w).collect())
-                .unwrap_or_default();
-        let names = flashsale_broker::Names::new(&self.settings.amqp.prefix);
-        let Ok(conn) = flashsale_broker::connect(&self.settings.amqp, "test-cleanup").await else {
+/// The guard: a test that panicked (or returned without `cleanup()`) still leaves nothing behind.
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        if self.cleaned {
             return;
-        };
-        let Ok(ch) = conn.create_channel().await else {
-            return;
-        };
-        flashsale_broker::topology::delete(
-            &ch,
-            &names,
-            windows.into_iter().filter_map(|w| u32::try_from(w).ok()),
-        )
-        .await;
-        let _ = conn.close(200, "test done".into()).await;
-    }
-}
-
-async fn ensure_database(admin: &str) -> anyhow::Result<()> {
-    #[derive(QueryableByName)]
-    struct N {
-        #[diesel(sql_type = BigInt)]
-        n: i64,
-    }
-    let mut conn = AsyncPgConnection::establish(&format!("{admin}/postgres"))
-        .await
-        .context("connecting to PostgreSQL")?;
-    let exists = diesel::sql_query("SELECT count(*) AS n FROM pg_database WHERE datname = $1")
-        .bind::<Text, _>(TEST_DATABASE)
-        .get_result::<N>(&mut conn)
-        .await?
-        .n
-        > 0;
-    if !exists {
-        // Parallel test processes may race here; losing the race is fine.
-        let _ = diesel::sql_query(format!("CREATE DATABASE {TEST_DATABASE}"))
-            .execute(&mut conn)
-            .await;
-    }
-    Ok(())
-}
-
-/// Removes schemas and Redis keys of environments older than an hour.
-async fn sweep_stale(admin: &str) -> anyhow::Result<()> {
-    #[derive(QueryableByName)]
-    struct Name {
-        #[diesel(sql_type = Text)]
-        nspname: String,
-    }
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let is_stale = |name: &str| {
-        name.strip_prefix('t')
-            .and_then(|rest| rest.split('_').next())
-            .and_then(|secs| secs.parse::<u64>().ok())
-            .is_some_and(|secs| secs + STALE_AFTER_SECS < now)
-    };
-    let mut conn = AsyncPgConnection::establish(&format!("{admin}/{TEST_DATABASE}")).await?;
-    let schemas = diesel::sql_query("SELECT nspname FROM pg_namespace WHERE nspname ~ '^t[0-9]+_'")
-        .load::<Name>(&mut conn)
-        .await?;
-    for schema in schemas.iter().filter(|s| is_stale(&s.nspname)) {
-        let _ = diesel::sql_query(format!("DROP SCHEMA IF EXISTS {} CASCADE", schema.nspname))
-            .execute(&mut conn)
-            .await;
-    }
-    let client = redis::Client::open(var("FLASHSALE_TEST_REDIS", "redis://127.0.0.1:6379"))?;
-    let mut redis = client.get_multiplexed_async_connection().await?;
-    let stale: Vec<String> = scan(&mut redis, "t*_*")
-        .await?
-        .into_iter()
-        .filter(|key| is_stale(key))
-        .collect();
-    for chunk in stale.chunks(500) {
-        let _: () = redis::cmd("UNLINK")
-            .arg(chunk)
-            .query_async(&mut redis)
-            .await?;
-    }
-    Ok(())
-}
-
-/// Every key matching `pattern`, with an explicit SCAN cursor loop.
-async fn scan(
-    redis: &mut redis::aio::MultiplexedConnection,
-    pattern: &str,
-) -> anyhow::Result<Vec<String>> {
-    let mut keys = Vec::new();
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(redis)
-            .await?;
-        keys.extend(batch);
-        if next == 0 {
-            return Ok(keys);
         }
-        cursor = next;
+        if var("FLASHSALE_TEST_KEEP", "0") == "1" {
+            tracing::warn!(env = %self.name, "FLASHSALE_TEST_KEEP=1: keeping the schema, keys and queues");
+            return;
+        }
+        self.teardown().run_on_own_thread();
     }
-}
-
-async fn drop_env(name: &str) -> anyhow::Result<()> {
-    let admin = var("FLASHSALE_TEST_PG", "postgres://postgres@127.0.0.1:5432");
-    let mut conn = AsyncPgConnection::establish(&format!("{admin}/{TEST_DATABASE}")).await?;
-    diesel::sql_query(format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
-        .execute(&mut conn)
-        .await?;
-    let client = redis::Client::open(var("FLASHSALE_TEST_REDIS", "redis://127.0.0.1:6379"))?;
-    let mut redis = client.get_multiplexed_async_connection().await?;
-    let keys = scan(&mut redis, &format!("{name}:*")).await?;
-    for chunk in keys.chunks(500) {
-        let _: () = redis::cmd("UNLINK")
-            .arg(chunk)
-            .query_async(&mut redis)
-            .await?;
-    }
-    Ok(())
 }
 
 /// How long tests wait for queues to drain.

@@ -3,13 +3,18 @@
 //! port 0 (or as real processes, to be SIGKILLed). Waiting is on conditions with a deadline, never on sleeps.
 
 pub mod env;
+mod inspect;
+pub mod prepare;
+pub mod process;
 pub mod proxy;
 pub mod redis_server;
 pub mod services;
+mod teardown;
 pub mod wait;
 
 pub use env::{SaleSpec, TestEnv};
+pub use process::{GatewayProcess, OrderWriterProcess, ServiceProcess};
 pub use proxy::TcpProxy;
 pub use redis_server::LocalRedis;
-pub use services::{GatewayHandle, OrderWriterHandle, OrderWriterProcess, Reply};
+pub use services::{GatewayClient, GatewayHandle, OrderWriterHandle, Reply};
 pub use wait::eventually;

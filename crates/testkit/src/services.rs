@@ -1,16 +1,22 @@
-//! Services for tests: in-process on port 0, or as real processes (to be killed with SIGKILL).
+//! In-process services for tests, on port 0, and an HTTP client for the gateway's API.
+//!
+//! Every service registers with the teardown under its AMQP prefix, so `TestEnv::cleanup` (or its guard)
+//! stops and awaits it before deleting the topology. Real processes live in `process`.
 
 use crate::env::{SaleSpec, TestEnv};
+use crate::process::OrderWriterProcess;
+use crate::teardown::{Started, register};
 use flashsale_domain::SaleId;
 use flashsale_platform::Settings;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
-use secrecy::ExposeSecret;
 use serde_json::Value;
-use std::path::PathBuf;
-use std::process::Stdio;
+use std::future::Future;
+use std::ops::Deref;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+pub use crate::process::binary;
 
 /// An HTTP answer, read whole.
 #[derive(Debug, Clone)]
@@ -43,12 +49,51 @@ impl Reply {
     }
 }
 
-pub struct GatewayHandle {
+/// The gateway's HTTP API at `base`, wherever the gateway runs (in-process or as a process).
+pub struct GatewayClient {
     pub base: String,
     pub http: reqwest::Client,
+}
+
+pub struct GatewayHandle {
+    client: GatewayClient,
     pub state: flashsale_gateway::state::AppState,
     shutdown: CancellationToken,
     task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Deref for GatewayHandle {
+    type Target = GatewayClient;
+    fn deref(&self) -> &GatewayClient {
+        &self.client
+    }
+}
+
+/// Runs a service's `run_until` as a task of the test's runtime, registered with the teardown under `prefix`.
+fn spawn_registered<F>(
+    prefix: &str,
+    run_until: impl FnOnce(CancellationToken) -> F,
+) -> (CancellationToken, JoinHandle<anyhow::Result<()>>)
+where
+    F: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let stop = CancellationToken::new();
+    let done = CancellationToken::new();
+    // Cancelled when the task ends or is dropped unpolled (the runtime shutting down), whichever comes first.
+    let ended = done.clone().drop_guard();
+    let service = run_until(stop.clone());
+    let task = tokio::spawn(async move {
+        let _ended = ended;
+        service.await
+    });
+    register(
+        prefix,
+        Started::InProcess {
+            stop: stop.clone(),
+            done,
+        },
+    );
+    (stop, task)
 }
 
 impl TestEnv {
@@ -60,37 +105,42 @@ impl TestEnv {
         spawn_order_writer_with(self.settings.clone()).await
     }
 
-    /// order-writer as a separate OS process (built by `cargo build`), so a test can SIGKILL it.
+    /// order-writer as a separate OS process (built by `cargo build`), so a test can signal it.
     pub fn start_order_writer_process(&self) -> OrderWriterProcess {
         OrderWriterProcess::start(&self.settings)
+    }
+
+    /// The gateway as a separate OS process, ready when this returns.
+    pub async fn start_gateway_process(&self) -> crate::process::GatewayProcess {
+        crate::process::GatewayProcess::start(&self.settings).await
     }
 }
 
 pub async fn spawn_gateway_with(settings: Settings) -> GatewayHandle {
+    let settings_prefix = settings.amqp.prefix.clone();
     let app = flashsale_gateway::App::build(settings)
         .await
         .unwrap_or_else(|e| panic!("gateway failed to start: {e:#}"));
     let base = format!("http://127.0.0.1:{}", app.port());
     let state = app.state().clone();
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(app.run_until(shutdown.clone()));
+    let (shutdown, task) = spawn_registered(&settings_prefix, |stop| app.run_until(stop));
     GatewayHandle {
-        base,
-        http: client(),
+        client: GatewayClient::new(base),
         state,
         shutdown,
         task: Some(task),
     }
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .pool_max_idle_per_host(512)
-        .build()
-        .unwrap_or_else(|e| panic!("http client: {e}"))
-}
+impl GatewayClient {
+    pub fn new(base: String) -> Self {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(512)
+            .build()
+            .unwrap_or_else(|e| panic!("http client: {e}"));
+        Self { base, http }
+    }
 
-impl GatewayHandle {
     pub async fn send(&self, req: reqwest::RequestBuilder) -> Reply {
         Reply::read(
             req.send()
@@ -150,7 +200,9 @@ impl GatewayHandle {
     pub async fn sale(&self, sale: SaleId) -> Reply {
         self.get(&format!("/api/v1/sales/{sale}"), None).await
     }
+}
 
+impl GatewayHandle {
     pub async fn stop(mut self) {
         self.shutdown.cancel();
         if let Some(task) = self.task.take() {
@@ -172,12 +224,12 @@ pub struct OrderWriterHandle {
 }
 
 pub async fn spawn_order_writer_with(settings: Settings) -> OrderWriterHandle {
+    let prefix = settings.amqp.prefix.clone();
     let app = flashsale_order_writer::App::build(settings)
         .await
         .unwrap_or_else(|e| panic!("order-writer failed to start: {e:#}"));
     let base = format!("http://127.0.0.1:{}", app.port());
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(app.run_until(shutdown.clone()));
+    let (shutdown, task) = spawn_registered(&prefix, |stop| app.run_until(stop));
     OrderWriterHandle {
         base,
         shutdown,
@@ -197,58 +249,5 @@ impl OrderWriterHandle {
 impl Drop for OrderWriterHandle {
     fn drop(&mut self) {
         self.shutdown.cancel();
-    }
-}
-
-/// A real `order-writer` process configured through `FLASHSALE__*` variables.
-pub struct OrderWriterProcess {
-    child: tokio::process::Child,
-}
-
-/// `target/<profile>/<name>`, next to the test binary's `deps/` folder.
-pub fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current_exe: {e}"));
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .unwrap_or_else(|| panic!("unexpected test binary location {exe:?}"));
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{path:?} is missing: build it first (`cargo build --workspace`, which `make test` does)"
-    );
-    path
-}
-
-impl OrderWriterProcess {
-    pub fn start(s: &Settings) -> Self {
-        let child = tokio::process::Command::new(binary("order-writer"))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", "warn")
-            .env("FLASHSALE__POSTGRES__URL", s.postgres.url.expose_secret())
-            .env("FLASHSALE__REDIS__URL", s.redis.url.expose_secret())
-            .env("FLASHSALE__REDIS__KEY_PREFIX", &s.redis.key_prefix)
-            .env("FLASHSALE__AMQP__URL", s.amqp.url.expose_secret())
-            .env("FLASHSALE__AMQP__PREFIX", &s.amqp.prefix)
-            .env(
-                "FLASHSALE__AMQP__QUEUE_EXPIRES_MS",
-                s.amqp.queue_expires_ms.to_string(),
-            )
-            .env("FLASHSALE__ORDER_WRITER__LISTEN", "127.0.0.1:0")
-            .env(
-                "FLASHSALE__ORDER_WRITER__BATCH_SIZE",
-                s.order_writer.batch_size.to_string(),
-            )
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start order-writer: {e}"));
-        Self { child }
-    }
-
-    /// SIGKILL: no shutdown, no flush, whatever was in hand is lost to the process.
-    pub async fn kill(mut self) {
-        let _ = self.child.kill().await;
     }
 }

@@ -31,6 +31,9 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// How long closing a broker connection may take at shutdown.
+const CLOSE_WITHIN: Duration = Duration::from_secs(1);
+
 pub struct App {
     settings: Settings,
     state: AppState,
@@ -119,7 +122,8 @@ impl App {
     }
 
     /// Serves until `shutdown`; then readiness turns 503, HTTP stops taking requests and drains, the
-    /// background loops stop, confirmed outbox entries are flushed and the publisher closes.
+    /// background loops stop, confirmed outbox entries are flushed and the publisher closes, all within
+    /// `gateway.shutdown_grace_ms` (an error past it).
     pub async fn run_until(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let Self {
             settings,
@@ -158,15 +162,29 @@ impl App {
             }
         }
         state.stopping.cancel();
-        handle.stop(true).await;
-        let _ = server_task.await;
-        loops.cancel();
-        background.wait().await;
-        // HTTP has drained, so no new confirmed entries can arrive: flush the queued ones and stop.
-        flush.cancel();
-        let _ = remover.await;
-        let publisher = state.publisher.clone();
-        publisher.close().await;
+        // Everything below is bounded by the grace period, so an orchestrator never has to SIGKILL us.
+        // Whatever is cut short loses nothing: outbox entries stay for the relays.
+        let grace = Duration::from_millis(settings.gateway.shutdown_grace_ms);
+        let stopped = tokio::time::timeout(grace, async {
+            handle.stop(true).await;
+            let _ = server_task.await;
+            loops.cancel();
+            background.wait().await;
+            // HTTP has drained, so no new confirmed entries can arrive: flush the queued ones and stop.
+            flush.cancel();
+            let _ = remover.await;
+            // A broker that does not answer the close handshake is gone anyway; do not wait for it.
+            let _ = tokio::time::timeout(CLOSE_WITHIN, state.publisher.close()).await;
+        })
+        .await;
+        if stopped.is_err() {
+            let _ = tokio::time::timeout(CLOSE_WITHIN, handle.stop(false)).await;
+            anyhow::bail!(
+                "shutdown took longer than gateway.shutdown_grace_ms ({} ms); outbox entries left behind are \
+                 re-published by the relays",
+                grace.as_millis()
+            );
+        }
         tracing::info!("gateway stopped");
         Ok(())
     }
@@ -196,6 +214,7 @@ fn http_server(
             .wrap(actix_web::middleware::from_fn(track_http))
     })
     .disable_signals()
+    .shutdown_timeout(settings.gateway.shutdown_grace_ms.div_ceil(1000))
     .backlog(4096)
     .max_connections(100_000);
     if settings.gateway.workers > 0 {

@@ -21,6 +21,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// How long closing a broker connection may take at shutdown.
+const CLOSE_WITHIN: Duration = Duration::from_secs(1);
+
 pub struct App {
     settings: Settings,
     pool: PgPool,
@@ -72,7 +75,8 @@ impl App {
         self.port
     }
 
-    /// Consumes until `shutdown`; then stops the ops server, finishes the batch in hand and closes the publisher.
+    /// Consumes until `shutdown`; then finishes the batch in hand, stops the ops server and closes the
+    /// publisher, all within `order_writer.shutdown_grace_ms` (an error past it).
     pub async fn run_until(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let consuming = Arc::new(AtomicBool::new(false));
         let ops = Ops {
@@ -95,6 +99,7 @@ impl App {
         })
         .workers(1)
         .disable_signals()
+        .shutdown_timeout(self.settings.order_writer.shutdown_grace_ms.div_ceil(1000))
         .listen(self.listener)?
         .run();
         let server_handle = server.handle();
@@ -112,20 +117,45 @@ impl App {
             batch_size: self.settings.order_writer.batch_size,
             linger: Duration::from_millis(self.settings.order_writer.batch_linger_ms),
         };
-        consume_batches(
+        let consume = consume_batches(
             self.settings.amqp.clone(),
             names,
             opts,
             handler,
             ConsumerMetrics::new(&self.registry),
             consuming,
-            shutdown,
-        )
-        .await;
-
-        server_handle.stop(true).await;
-        let _ = server_task.await;
-        self.publisher.close().await;
+            shutdown.clone(),
+        );
+        let publisher = self.publisher.clone();
+        let ops_server = server_handle.clone();
+        let stop = std::pin::pin!(async move {
+            // Returns once shutdown is signalled and the batch in hand is settled.
+            consume.await;
+            ops_server.stop(true).await;
+            let _ = server_task.await;
+            // A broker that does not answer the close handshake is gone anyway; do not wait for it.
+            let _ = tokio::time::timeout(CLOSE_WITHIN, publisher.close()).await;
+        });
+        // From the signal on, everything is bounded by the grace period, so an orchestrator never has to
+        // SIGKILL us. A batch cut short is not acknowledged, so the broker redelivers it.
+        let grace = Duration::from_millis(self.settings.order_writer.shutdown_grace_ms);
+        let over = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(grace).await;
+        };
+        let stopped = tokio::select! {
+            () = stop => true,
+            () = over => false,
+        };
+        if !stopped {
+            let _ = tokio::time::timeout(CLOSE_WITHIN, server_handle.stop(false)).await;
+            anyhow::bail!(
+                "shutdown took longer than order_writer.shutdown_grace_ms ({} ms); the batch in hand is \
+                 redelivered",
+                grace.as_millis()
+            );
+        }
+        tracing::info!("order-writer stopped");
         Ok(())
     }
 }

@@ -4,6 +4,7 @@
 mod edge;
 mod faults;
 mod health;
+mod lifecycle;
 mod loadtest;
 mod order_writer;
 mod orders;

@@ -1,0 +1,103 @@
+//! What a test reads back to check its assertions: Redis stock and outbox, order rows, the database's
+//! `held` counter. Panics with the cause on any I/O failure, since a test cannot go on without the answer.
+
+use crate::env::TestEnv;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+use diesel_async::RunQueryDsl;
+use flashsale_domain::SaleId;
+
+impl TestEnv {
+    /// Units Redis says are left (`None` when the sale has no state there).
+    pub async fn remaining(&self, sale: SaleId) -> Option<i64> {
+        let mut conn = self
+            .redis()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap_or_else(|e| panic!("redis: {e}"));
+        redis::AsyncCommands::get(&mut conn, self.stock.keys().stock(sale))
+            .await
+            .unwrap_or_else(|e| panic!("redis: {e}"))
+    }
+
+    /// Entries waiting in the sale's outbox.
+    pub async fn outbox_len(&self, sale: SaleId) -> usize {
+        let mut conn = self
+            .redis()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap_or_else(|e| panic!("redis: {e}"));
+        redis::AsyncCommands::zcard(&mut conn, self.stock.keys().outbox(sale))
+            .await
+            .unwrap_or_else(|e| panic!("redis: {e}"))
+    }
+
+    pub async fn order_count(&self, sale: SaleId) -> i64 {
+        #[derive(QueryableByName)]
+        struct N {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        let mut conn = self.pg().await;
+        diesel::sql_query("SELECT count(*) AS n FROM orders WHERE sale_id = $1")
+            .bind::<BigInt, _>(sale.get())
+            .get_result::<N>(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("counting orders: {e}"))
+            .n
+    }
+
+    /// `(order id, user id, status)` of every order row of a sale.
+    pub async fn orders(&self, sale: SaleId) -> Vec<(String, String, String)> {
+        #[derive(QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = Text)]
+            id: String,
+            #[diesel(sql_type = Text)]
+            user_id: String,
+            #[diesel(sql_type = Text)]
+            status: String,
+        }
+        let mut conn = self.pg().await;
+        diesel::sql_query(
+            "SELECT id::text AS id, user_id, status FROM orders WHERE sale_id = $1 ORDER BY id",
+        )
+        .bind::<BigInt, _>(sale.get())
+        .load::<Row>(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("listing orders: {e}"))
+        .into_iter()
+        .map(|r| (r.id, r.user_id, r.status))
+        .collect()
+    }
+
+    /// The database's count of units held by active orders.
+    pub async fn held(&self, sale: SaleId) -> i64 {
+        #[derive(QueryableByName)]
+        struct N {
+            #[diesel(sql_type = BigInt)]
+            held: i64,
+        }
+        let mut conn = self.pg().await;
+        diesel::sql_query("SELECT held FROM sales WHERE id = $1")
+            .bind::<BigInt, _>(sale.get())
+            .get_result::<N>(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("reading held: {e}"))
+            .held
+    }
+
+    pub async fn sale_rows(&self) -> i64 {
+        #[derive(QueryableByName)]
+        struct N {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        let mut conn = self.pg().await;
+        diesel::sql_query("SELECT count(*) AS n FROM sales")
+            .get_result::<N>(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("counting sales: {e}"))
+            .n
+    }
+}
