@@ -226,6 +226,7 @@ impl OrderWriterProcess {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RUST_LOG", "warn")
+            .env("FLASHSALE__DEV", s.dev.to_string())
             .env("FLASHSALE__POSTGRES__URL", s.postgres.url.expose_secret())
             .env("FLASHSALE__REDIS__URL", s.redis.url.expose_secret())
             .env("FLASHSALE__REDIS__KEY_PREFIX", &s.redis.key_prefix)
