@@ -34,6 +34,9 @@ done
 export FLASHSALE__POSTGRES__URL=postgres://postgres@127.0.0.1:5432/flashsale_bench
 export FLASHSALE__REDIS__KEY_PREFIX=fsbench:
 export FLASHSALE__AMQP__PREFIX=flashsale-bench.
+# Development mode: the bench runs on the development secrets of config/default.toml, which the services refuse
+# otherwise.
+export FLASHSALE__DEV=1
 # Logging at warn: the bench measures the services, not their log lines.
 export FLASHSALE__TELEMETRY__LOG_LEVEL=${FLASHSALE__TELEMETRY__LOG_LEVEL:-warn}
 psql -q -h 127.0.0.1 -U postgres -d postgres -c 'DROP DATABASE IF EXISTS flashsale_bench' \

@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BIN=target/debug
+# Development mode: the services accept the development secrets of config/default.toml, which they refuse
+# otherwise. Never in production; FLASHSALE__DEV=0 with real secrets runs this script without it.
+export FLASHSALE__DEV=${FLASHSALE__DEV:-1}
 GATEWAY=http://127.0.0.1:8080
 ADMIN_TOKEN=${FLASHSALE__AUTH__ADMIN_TOKEN:-dev-only-admin-token-change-me}
 mkdir -p .run
@@ -14,6 +17,7 @@ mkdir -p .run
 LOGS=.run
 # shellcheck source=scripts/stack.sh
 . scripts/stack.sh
+# shellcheck disable=SC2317 # called by the trap
 stop() {
     echo
     echo "flashsale: stopping services"

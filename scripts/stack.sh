@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by run.sh and bench.sh: start gateway and order-writer in the background and stop them again.
 # Needs BIN (where the binaries are), GATEWAY (its base URL) and LOGS (a directory for <service>.log).
 

@@ -1,4 +1,5 @@
-//! The stable, machine-readable error codes of the HTTP API and the status each one answers with.
+//! The stable, machine-readable error codes of the API. Which HTTP status each one answers with is decided at
+//! the edge (`flashsale_platform::http::status_of`), not here: the domain knows no transport.
 
 use serde::Serialize;
 
@@ -44,27 +45,6 @@ impl ErrorCode {
             Self::RateLimited => "RATE_LIMITED",
             Self::Unavailable => "UNAVAILABLE",
             Self::Internal => "INTERNAL",
-        }
-    }
-
-    /// Exhaustive on purpose: a new code must choose its status here.
-    pub const fn http_status(self) -> u16 {
-        match self {
-            Self::InvalidRequest => 400,
-            Self::Unauthorized | Self::InvalidSignature => 401,
-            Self::NotFound | Self::SaleNotFound | Self::OrderNotFound | Self::PaymentNotFound => {
-                404
-            }
-            Self::MethodNotAllowed => 405,
-            Self::SoldOut
-            | Self::LimitExceeded
-            | Self::SaleNotStarted
-            | Self::SaleEnded
-            | Self::OrderNotPayable => 409,
-            Self::PayloadTooLarge => 413,
-            Self::RateLimited => 429,
-            Self::Unavailable => 503,
-            Self::Internal => 500,
         }
     }
 }

@@ -1,4 +1,7 @@
 //! Exact money: integer minor units inside (cents), a decimal string with two places in the API.
+//! All arithmetic is checked (`checked_mul`): an amount too large to hold is an error, never a panic. The lint
+//! below refuses any operator that could overflow, so a new `*` on `Decimal` or `i64` here fails `make lint`.
+#![deny(clippy::arithmetic_side_effects)]
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -50,8 +53,11 @@ impl FromStr for Money {
         if d.normalize().scale() > 2 {
             return Err(InvalidMoney::TooPrecise);
         }
-        let minor = (d * Decimal::ONE_HUNDRED).trunc();
-        i64::try_from(minor)
+        // Checked: `*` panics when the product leaves Decimal's range (any amount of 10^27 and up).
+        let minor = d
+            .checked_mul(Decimal::ONE_HUNDRED)
+            .ok_or(InvalidMoney::OutOfRange)?;
+        i64::try_from(minor.trunc())
             .map(Self)
             .map_err(|_| InvalidMoney::OutOfRange)
     }
@@ -98,5 +104,29 @@ mod tests {
         assert_eq!("1e3".parse::<Money>(), Err(InvalidMoney::NotADecimal));
         assert_eq!("abc".parse::<Money>(), Err(InvalidMoney::NotADecimal));
         assert_eq!("1.10".parse::<Money>(), Ok(Money::from_minor(110)));
+    }
+
+    #[test]
+    fn huge_amounts_are_out_of_range_not_a_panic() {
+        // 10^27 parses as a Decimal, but 10^29 minor units do not fit one (its largest is about 7.9 * 10^28).
+        for huge in [
+            "1000000000000000000000000000",
+            "-1000000000000000000000000000",
+            "79228162514264337593543950335",
+            "792281625142643375935439503.35",
+            "92233720368547758.08",
+        ] {
+            assert_eq!(
+                huge.parse::<Money>(),
+                Err(InvalidMoney::OutOfRange),
+                "{huge}"
+            );
+        }
+        // Past Decimal's own range (29 digits and more) the string is not a number we can hold at all.
+        assert!("79228162514264337593543950336".parse::<Money>().is_err());
+        assert_eq!(
+            "92233720368547758.07".parse::<Money>(),
+            Ok(Money::from_minor(i64::MAX))
+        );
     }
 }

@@ -201,6 +201,7 @@ mod tests {
             |d| d.price = "0".into(),
             |d| d.price = "1.234".into(),
             |d| d.price = "1000000000.01".into(),
+            |d| d.price = "1000000000000000000000000000".into(),
             |d| d.stock = 0,
             |d| d.stock = 10_000_001,
             |d| d.per_user_limit = 0,

@@ -1,14 +1,36 @@
-//! HTTP answers every service gives the same way: the JSON error body, `/healthz` and `/readyz`.
+//! HTTP answers every service gives the same way: the status of each error code, the JSON error body,
+//! `/healthz` and `/readyz`.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, HttpResponseBuilder};
 use flashsale_domain::ErrorCode;
 use serde_json::{Map, Value, json};
 
-/// `{"error": {"code", "message", ...extra}}` with the status the code prescribes.
+/// The HTTP status of each error code. Exhaustive on purpose (no `_`): a new code must choose its status here.
+pub const fn status_of(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::InvalidRequest => StatusCode::BAD_REQUEST,
+        ErrorCode::Unauthorized | ErrorCode::InvalidSignature => StatusCode::UNAUTHORIZED,
+        ErrorCode::NotFound
+        | ErrorCode::SaleNotFound
+        | ErrorCode::OrderNotFound
+        | ErrorCode::PaymentNotFound => StatusCode::NOT_FOUND,
+        ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::SoldOut
+        | ErrorCode::LimitExceeded
+        | ErrorCode::SaleNotStarted
+        | ErrorCode::SaleEnded
+        | ErrorCode::OrderNotPayable => StatusCode::CONFLICT,
+        ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// `{"error": {"code", "message", ...extra}}` with the status of the code (`status_of`).
 pub fn error_response(code: ErrorCode, message: &str, extra: Map<String, Value>) -> HttpResponse {
-    let status =
-        StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let status = status_of(code);
     let mut error = Map::new();
     error.insert("code".into(), Value::from(code.as_str()));
     error.insert("message".into(), Value::from(message));

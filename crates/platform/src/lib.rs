@@ -1,10 +1,12 @@
-//! Plumbing every flashsale binary shares: settings, telemetry, metrics, health answers and shutdown.
+//! Plumbing every flashsale binary shares: settings and secrets, telemetry, metrics, health answers and shutdown.
 
 pub mod http;
 pub mod metrics;
+pub mod secrets;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
 
+pub use secrets::Secret;
 pub use settings::Settings;
 pub use shutdown::shutdown_on_signal;

@@ -1,5 +1,9 @@
 //! Layered settings: the compiled-in `config/default.toml`, then the file named by `FLASHSALE_CONFIG`,
 //! then `FLASHSALE__SECTION__KEY` environment variables. Unknown keys fail at start-up.
+//!
+//! Environment values are never type-guessed: each stays the string it was and serde converts it to the type of
+//! its field (numbers and booleans parse as before), so a secret made of digits is exactly the digits given.
+//! Guessing (`Environment::try_parsing`) turned 36 digits into a float and `true` into a boolean.
 
 use anyhow::Context;
 use config::{Config, Environment, File, FileFormat};
@@ -11,6 +15,8 @@ pub const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
+    /// Development mode: weak secrets are allowed (see `secrets`). Never on in production.
+    pub dev: bool,
     pub telemetry: TelemetrySettings,
     pub redis: RedisSettings,
     pub amqp: AmqpSettings,
@@ -73,6 +79,8 @@ pub struct PostgresSettings {
 pub struct AuthSettings {
     pub jwt_secret: SecretString,
     pub admin_token: SecretString,
+    /// The `aud` a buyer's JWT must name; empty = none, and then a token that carries `aud` is refused.
+    pub jwt_audience: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -109,21 +117,27 @@ pub struct OrderWriterSettings {
     pub shutdown_grace_ms: u64,
 }
 
+/// `FLASHSALE__SECTION__KEY`, every value a string (no `try_parsing`: see the module docs).
+fn environment() -> Environment {
+    Environment::with_prefix("FLASHSALE")
+        .prefix_separator("__")
+        .separator("__")
+}
+
 impl Settings {
     /// Loads all three layers and validates them.
     pub fn load() -> anyhow::Result<Self> {
+        Self::layered(std::env::var("FLASHSALE_CONFIG").ok(), environment())
+    }
+
+    fn layered(file: Option<String>, env: Environment) -> anyhow::Result<Self> {
         let mut builder =
             Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
-        if let Ok(path) = std::env::var("FLASHSALE_CONFIG") {
+        if let Some(path) = file {
             builder = builder.add_source(File::with_name(&path).required(true));
         }
         let settings: Settings = builder
-            .add_source(
-                Environment::with_prefix("FLASHSALE")
-                    .prefix_separator("__")
-                    .separator("__")
-                    .try_parsing(true),
-            )
+            .add_source(env)
             .build()
             .context("reading settings")?
             .try_deserialize()
@@ -132,7 +146,8 @@ impl Settings {
         Ok(settings)
     }
 
-    /// The compiled-in defaults alone, ignoring files and environment (tests start from these).
+    /// The compiled-in defaults alone, ignoring files and environment (tests start from these). Validated, but
+    /// their development secrets are only accepted where `dev` is turned on (`require_secrets`).
     pub fn defaults() -> anyhow::Result<Self> {
         let settings: Settings = Config::builder()
             .add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml))
@@ -179,6 +194,10 @@ impl Settings {
             ["text", "json"].contains(&self.telemetry.log_format.as_str()),
             "telemetry.log_format must be \"text\" or \"json\""
         );
+        anyhow::ensure!(
+            self.auth.jwt_audience.trim() == self.auth.jwt_audience,
+            "auth.jwt_audience must not start or end with white space"
+        );
         Ok(())
     }
 }
@@ -186,6 +205,7 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secrecy::ExposeSecret;
 
     #[test]
     fn defaults_parse_and_validate() {
@@ -194,6 +214,59 @@ mod tests {
         assert_eq!(s.amqp.prefix, "flashsale.");
         assert_eq!(s.gateway.buyer_rate_per_sec, 5);
         assert_eq!(s.gateway.max_in_flight, 20_000);
+    }
+
+    fn from_env(vars: &[(&str, &str)]) -> anyhow::Result<Settings> {
+        let map = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Settings::layered(None, environment().source(Some(map)))
+    }
+
+    #[test]
+    fn secrets_from_the_environment_stay_exactly_the_string_given() {
+        let digits = "123456789012345678901234567890123456";
+        for secret in [
+            digits,
+            "0123456789012345678901234567890123",
+            "true",
+            "1e40",
+            " padded ",
+        ] {
+            let s = from_env(&[
+                ("FLASHSALE__AUTH__JWT_SECRET", secret),
+                ("FLASHSALE__AUTH__ADMIN_TOKEN", secret),
+                ("FLASHSALE__AUTH__JWT_AUDIENCE", "12345"),
+            ])
+            .expect("settings load");
+            assert_eq!(s.auth.jwt_secret.expose_secret(), secret);
+            assert_eq!(s.auth.admin_token.expose_secret(), secret);
+            assert_eq!(s.auth.jwt_audience, "12345");
+        }
+    }
+
+    #[test]
+    fn numbers_and_booleans_still_parse_from_the_environment() {
+        let s = from_env(&[
+            ("FLASHSALE__DEV", "1"),
+            ("FLASHSALE__GATEWAY__MAX_IN_FLIGHT", "64"),
+            ("FLASHSALE__AMQP__PREFETCH", "4096"),
+            ("FLASHSALE__AMQP__QUEUE_TYPE", "classic"),
+            ("FLASHSALE__POSTGRES__RUN_MIGRATIONS", "false"),
+            ("FLASHSALE__REDIS__KEY_PREFIX", "42"),
+        ])
+        .expect("settings load");
+        assert!(s.dev);
+        assert_eq!(s.gateway.max_in_flight, 64);
+        assert_eq!(s.amqp.prefetch, 4096);
+        assert_eq!(s.amqp.queue_type, QueueType::Classic);
+        assert!(!s.postgres.run_migrations);
+        assert_eq!(s.redis.key_prefix, "42");
+        let err =
+            from_env(&[("FLASHSALE__GATEWAY__MAX_IN_FLIGHT", "many")]).expect_err("not a number");
+        assert!(format!("{err:#}").contains("max_in_flight"), "{err:#}");
+        assert!(!Settings::defaults().expect("defaults").dev);
     }
 
     #[test]

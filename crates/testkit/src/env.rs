@@ -115,6 +115,8 @@ impl TestEnv {
         let pg_url = format!("{db}?options=--search_path%3D{name}");
 
         let mut s = Settings::defaults()?;
+        // Tests run on the development secrets of config/default.toml, which only development mode allows.
+        s.dev = true;
         s.postgres.url = SecretString::from(pg_url.clone());
         s.postgres.pool_size = 8;
         s.redis.url = SecretString::from(redis_url());

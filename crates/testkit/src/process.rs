@@ -36,6 +36,15 @@ pub fn binary(name: &str) -> PathBuf {
 /// The settings tests vary, as the `FLASHSALE__SECTION__KEY` variables a service process reads.
 fn settings_env(s: &Settings) -> Vec<(&'static str, String)> {
     vec![
+        ("FLASHSALE__DEV", s.dev.to_string()),
+        (
+            "FLASHSALE__GATEWAY__RESTORE_QUIET_MS",
+            s.gateway.restore_quiet_ms.to_string(),
+        ),
+        (
+            "FLASHSALE__REDIS__RETENTION_SECS",
+            s.redis.retention_secs.to_string(),
+        ),
         (
             "FLASHSALE__POSTGRES__URL",
             s.postgres.url.expose_secret().to_owned(),

@@ -5,7 +5,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use flashsale_domain::{ErrorCode, OrderId};
-use flashsale_platform::http::error_response;
+use flashsale_platform::http::{error_response, status_of};
 use flashsale_stock::StockError;
 use flashsale_store::StoreError;
 use serde_json::{Map, Value};
@@ -64,7 +64,7 @@ impl fmt::Display for ApiError {
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        status_of(self.code)
     }
 
     fn error_response(&self) -> HttpResponse {

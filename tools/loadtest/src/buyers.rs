@@ -5,9 +5,11 @@ use jsonwebtoken::{EncodingKey, Header, encode};
 use reqwest::header::HeaderValue;
 use serde_json::json;
 
-/// `Authorization` headers of `count` distinct buyers (`lt-<run>-<i>`), valid for an hour.
+/// `Authorization` headers of `count` distinct buyers (`lt-<run>-<i>`), valid for an hour, naming `audience`
+/// as their `aud` unless it is empty (the gateway's `auth.jwt_audience` rule).
 pub fn mint(
     secret: &str,
+    audience: &str,
     run: &str,
     count: usize,
     now: DateTime<Utc>,
@@ -24,7 +26,10 @@ pub fn mint(
                 scope.spawn(move || {
                     (from..(from + chunk).min(count))
                         .map(|i| {
-                            let claims = json!({"sub": format!("lt-{run}-{i}"), "exp": exp});
+                            let mut claims = json!({"sub": format!("lt-{run}-{i}"), "exp": exp});
+                            if !audience.is_empty() {
+                                claims["aud"] = json!(audience);
+                            }
                             let token = encode(&Header::default(), &claims, key)?;
                             Ok(HeaderValue::from_str(&format!("Bearer {token}"))?)
                         })

@@ -108,6 +108,7 @@ impl Context {
     ) -> anyhow::Result<Arc<Vec<reqwest::header::HeaderValue>>> {
         let minted = buyers::mint(
             self.settings.auth.jwt_secret.expose_secret(),
+            &self.settings.auth.jwt_audience,
             &format!("{}{tag}", self.run),
             count,
             Utc::now(),
