@@ -34,23 +34,39 @@ fn rabbitmqctl(args: &[&str]) -> String {
 /// carry `x-overflow=reject-publish`). Cleared on drop, so a failing test leaves nothing behind.
 struct RefusingPolicy {
     name: String,
+    pattern: String,
 }
 
 impl RefusingPolicy {
     fn set(env: &TestEnv) -> Self {
-        let name = format!("{}-refuse", env.name);
-        let pattern = format!("^{}expiry\\.wait\\.", env.settings.amqp.prefix.replace('.', "\\."));
+        let policy = Self {
+            name: format!("{}-refuse", env.name),
+            pattern: format!(
+                "^{}expiry\\.wait\\.",
+                env.settings.amqp.prefix.replace('.', "\\.")
+            ),
+        };
+        policy.apply(r#"{"max-length":0}"#);
+        policy
+    }
+
+    /// Lifts the limit. Raised rather than cleared: RabbitMQ 3.10 tells a quorum queue's refused publishers to
+    /// go on only when the queue is below a limit, so removing the limit outright leaves them refused.
+    fn lift(&self) {
+        self.apply(r#"{"max-length":1000000}"#);
+    }
+
+    fn apply(&self, definition: &str) {
         rabbitmqctl(&[
             "set_policy",
             "--apply-to",
             "queues",
             "--priority",
             "100",
-            &name,
-            &pattern,
-            r#"{"max-length":0}"#,
+            &self.name,
+            &self.pattern,
+            definition,
         ]);
-        Self { name }
     }
 
     /// True once the broker applies the policy to `queue`.
@@ -117,7 +133,7 @@ async fn a_nack_keeps_the_unit_held_and_the_relay_finishes_the_reservation() {
     assert_eq!(env.outbox_len(sale).await, 1, "the relay owns it now");
     eventually(DRAIN, || env.order_count(sale), 2).await;
 
-    drop(policy);
+    policy.lift();
     eventually(DRAIN, || env.outbox_len(sale), 0).await;
     let rows: Vec<_> = env
         .orders(sale)
@@ -135,6 +151,7 @@ async fn a_nack_keeps_the_unit_held_and_the_relay_finishes_the_reservation() {
     let retry = gw.reserve_with_key(sale, &token, "nacked-once").await;
     assert_eq!(retry.status, StatusCode::ACCEPTED, "{retry:?}");
     assert_eq!(retry.body["order_id"], rows[0].0.as_str());
+    drop(policy);
     env.cleanup().await;
 }
 

@@ -1,0 +1,215 @@
+//! Giving every publish on a shared confirm-mode channel its own answer.
+//!
+//! lapin numbers a publish (its delivery tag) and queues its frames under two different locks, and it hands a
+//! `basic.return` to whichever confirm completes next (for a `multiple` ack, in hash-map order). So on a channel
+//! shared by many threads, a confirm or a returned message can reach the wrong caller. The ledger fixes both:
+//!
+//! - numbering and queueing happen together under the ledger's lock (the first poll of `basic_publish` does
+//!   both, synchronously), so the order of the ledger is the order the broker numbers the messages in;
+//! - a returned message is recorded by its `message_id`, whichever confirm carried it, and a publish is decided
+//!   only once every earlier publish of the channel has its confirm. RabbitMQ sends a message's `basic.return`
+//!   before its ack, in publish order, and every confirm takes the oldest waiting return; so once the confirms
+//!   of all publishes up to this one have arrived, its return (if any) has been taken and recorded.
+//!
+//! The lock covers only that first poll (no I/O wait); the confirm is awaited by a task of its own, so a caller
+//! that gives up (timeout, dropped request) never stalls the publishes behind it.
+
+use crate::publisher::PublishError;
+use lapin::Confirmation;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// Where a publish failed: before its frames were queued for the socket, or while waiting for its confirm.
+pub(crate) enum Stage {
+    Send(lapin::Error),
+    Confirm(lapin::Error),
+    /// No confirm within the bound: the channel is broken and its reconnect replaces the ledger.
+    GaveUp(Duration),
+}
+
+/// `basic_publish` and its confirm, owning what they borrow so the confirm can be awaited by its own task.
+pub(crate) type Publishing = Pin<Box<dyn Future<Output = Result<Confirmation, Stage>> + Send>>;
+
+pub(crate) type Answer = oneshot::Receiver<Result<(), PublishError>>;
+
+#[derive(Default)]
+pub(crate) struct Ledger {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    next: u64,
+    /// Publishes in the order the broker numbers them, until they and every earlier one have their confirm.
+    pending: BTreeMap<u64, Slot>,
+    /// `message_id`s the broker returned as unroutable, not yet claimed by their publish.
+    returned: HashMap<String, usize>,
+}
+
+struct Slot {
+    message_id: String,
+    settled: Option<Settled>,
+    answer: oneshot::Sender<Result<(), PublishError>>,
+}
+
+enum Settled {
+    Ack,
+    Nack,
+    Failed(PublishError),
+}
+
+impl Ledger {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `publishing` for the socket in ledger order and returns where its answer arrives. `give_up` bounds
+    /// the wait for a confirm that never comes (the channel is broken; its reconnect replaces the ledger).
+    pub(crate) async fn submit(
+        self: &Arc<Self>,
+        message_id: &str,
+        mut publishing: Publishing,
+        give_up: Duration,
+    ) -> Answer {
+        let (tx, rx) = oneshot::channel();
+        let mut tx = Some(tx);
+        let mut numbered = None;
+        let first = std::future::poll_fn(|cx| {
+            let mut state = self.lock();
+            let polled = publishing.as_mut().poll(cx);
+            // Refused before anything was queued (channel closed): not numbered, nothing to wait for.
+            if !matches!(polled, Poll::Ready(Err(Stage::Send(_))))
+                && let Some(answer) = tx.take()
+            {
+                let tag = state.next;
+                state.next += 1;
+                state.pending.insert(
+                    tag,
+                    Slot {
+                        message_id: message_id.to_owned(),
+                        settled: None,
+                        answer,
+                    },
+                );
+                numbered = Some(tag);
+            }
+            Poll::Ready(polled)
+        })
+        .await;
+        match (first, numbered) {
+            (Poll::Ready(result), Some(tag)) => self.settle(tag, result),
+            (Poll::Pending, Some(tag)) => {
+                let ledger = Arc::clone(self);
+                tokio::spawn(async move {
+                    let result = tokio::time::timeout(give_up, publishing)
+                        .await
+                        .unwrap_or(Err(Stage::GaveUp(give_up)));
+                    ledger.settle(tag, result);
+                });
+            }
+            (Poll::Ready(Err(Stage::Send(e))), None) => {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(Err(send_error(&e)));
+                }
+            }
+            (_, None) => {}
+        }
+        rx
+    }
+
+    fn settle(&self, tag: u64, result: Result<Confirmation, Stage>) {
+        let mut state = self.lock();
+        let settled = match result {
+            Ok(Confirmation::Ack(returned)) => {
+                state.record(returned);
+                Settled::Ack
+            }
+            Ok(Confirmation::Nack(returned)) => {
+                state.record(returned);
+                Settled::Nack
+            }
+            Ok(Confirmation::NotRequested) => Settled::Failed(PublishError::Unconfirmed(
+                "the channel is not in confirm mode".into(),
+            )),
+            Err(Stage::Send(e)) => Settled::Failed(send_error(&e)),
+            Err(Stage::Confirm(e)) => Settled::Failed(PublishError::Unconfirmed(e.to_string())),
+            Err(Stage::GaveUp(after)) => Settled::Failed(PublishError::Unconfirmed(format!(
+                "no confirm within {} ms",
+                after.as_millis()
+            ))),
+        };
+        if let Some(slot) = state.pending.get_mut(&tag) {
+            slot.settled = Some(settled);
+        }
+        state.answer_in_order();
+    }
+}
+
+impl State {
+    fn record(&mut self, returned: Option<lapin::message::BasicReturnMessage>) {
+        if let Some(message) = returned {
+            let id = message
+                .properties
+                .message_id()
+                .as_ref()
+                .map(|id| id.to_string())
+                .unwrap_or_default();
+            *self.returned.entry(id).or_default() += 1;
+        }
+    }
+
+    fn take_returned(&mut self, message_id: &str) -> bool {
+        match self.returned.get_mut(message_id) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                true
+            }
+            Some(_) => {
+                self.returned.remove(message_id);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Answers every publish whose confirm and all earlier ones' have arrived.
+    fn answer_in_order(&mut self) {
+        while let Some(entry) = self.pending.first_entry() {
+            if entry.get().settled.is_none() {
+                return;
+            }
+            let slot = entry.remove();
+            let answer = match slot.settled {
+                Some(Settled::Ack) if self.take_returned(&slot.message_id) => {
+                    Err(PublishError::Unroutable)
+                }
+                Some(Settled::Ack) => Ok(()),
+                Some(Settled::Nack) => {
+                    self.take_returned(&slot.message_id);
+                    Err(PublishError::Nacked)
+                }
+                Some(Settled::Failed(e)) => Err(e),
+                None => return,
+            };
+            // The caller may have given up (timeout, dropped request); its answer is then unknown to it.
+            let _ = slot.answer.send(answer);
+        }
+        // Every publish is answered: a return still here belongs to one answered without it (nacked or failed).
+        self.returned.clear();
+    }
+}
+
+/// A publish refused before its frames were queued was never sent; anything else may have reached the socket.
+fn send_error(e: &lapin::Error) -> PublishError {
+    match e.kind() {
+        lapin::ErrorKind::InvalidChannelState(..)
+        | lapin::ErrorKind::InvalidConnectionState(..)
+        | lapin::ErrorKind::InvalidChannel(..) => PublishError::NotSent(e.to_string()),
+        _ => PublishError::Unconfirmed(e.to_string()),
+    }
+}
