@@ -196,16 +196,13 @@ impl Publisher {
             .inner
             .current()
             .ok_or_else(|| anyhow::anyhow!("RabbitMQ is not connected"))?;
-        // Declared on a short-lived channel: a declare error closes its channel, never the publishing one.
-        let ch = link.conn.create_channel().await?;
         let declared = topology::declare_expiry_wait(
-            &ch,
+            &link.conn,
             &self.inner.names,
             &self.inner.settings,
             window_secs,
         )
         .await;
-        let _ = ch.close(200, "declared".into()).await;
         if declared.is_err()
             && let Ok(mut w) = self.inner.windows.lock()
         {
@@ -237,14 +234,12 @@ impl Inner {
 
     async fn open(&self) -> anyhow::Result<Link> {
         let conn = crate::connect(&self.settings, &self.role).await?;
-        let setup = conn.create_channel().await?;
         let windows: Vec<u32> = self
             .windows
             .lock()
             .map(|w| w.iter().copied().collect())
             .unwrap_or_default();
-        topology::declare(&setup, &self.names, &self.settings, windows).await?;
-        let _ = setup.close(200, "topology declared".into()).await;
+        topology::declare(&conn, &self.names, &self.settings, windows).await?;
         let channel = conn.create_channel().await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
@@ -358,8 +353,12 @@ impl Inner {
                 }
                 event = events.next() => match event {
                     Some(Event::Error(error)) => {
-                        tracing::warn!(%error, "RabbitMQ connection error");
-                        return;
+                        // Channel errors come here too (a refused declare on a short-lived channel): only a
+                        // dead connection or publishing channel is a reason to reconnect.
+                        if !(link.conn.status().connected() && link.channel.status().connected()) {
+                            tracing::warn!(%error, "RabbitMQ connection error");
+                            return;
+                        }
                     }
                     None => return,
                     Some(_) => {}

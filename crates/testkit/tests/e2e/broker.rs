@@ -111,7 +111,10 @@ async fn a_nack_keeps_the_unit_held_and_the_relay_finishes_the_reservation() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     };
-    assert!(applied, "the broker never applied the policy to {wait_queue}");
+    assert!(
+        applied,
+        "the broker never applied the policy to {wait_queue}"
+    );
 
     // A quorum queue refuses once it holds more than max-length: the first reservation fills it.
     let filler = gw.reserve(sale, &env.token("filler")).await;
