@@ -86,17 +86,7 @@ impl Ledger {
             if !matches!(polled, Poll::Ready(Err(Stage::Send(_))))
                 && let Some(answer) = tx.take()
             {
-                let tag = state.next;
-                state.next += 1;
-                state.pending.insert(
-                    tag,
-                    Slot {
-                        message_id: message_id.to_owned(),
-                        settled: None,
-                        answer,
-                    },
-                );
-                numbered = Some(tag);
+                numbered = Some(state.number(message_id, answer));
             }
             Poll::Ready(polled)
         })
@@ -123,44 +113,69 @@ impl Ledger {
     }
 
     fn settle(&self, tag: u64, result: Result<Confirmation, Stage>) {
-        let mut state = self.lock();
-        let settled = match result {
-            Ok(Confirmation::Ack(returned)) => {
-                state.record(returned);
-                Settled::Ack
-            }
-            Ok(Confirmation::Nack(returned)) => {
-                state.record(returned);
-                Settled::Nack
-            }
-            Ok(Confirmation::NotRequested) => Settled::Failed(PublishError::Unconfirmed(
-                "the channel is not in confirm mode".into(),
-            )),
-            Err(Stage::Send(e)) => Settled::Failed(send_error(&e)),
-            Err(Stage::Confirm(e)) => Settled::Failed(PublishError::Unconfirmed(e.to_string())),
-            Err(Stage::GaveUp(after)) => Settled::Failed(PublishError::Unconfirmed(format!(
-                "no confirm within {} ms",
-                after.as_millis()
-            ))),
+        let (settled, returned) = match result {
+            Ok(Confirmation::Ack(returned)) => (Settled::Ack, returned),
+            Ok(Confirmation::Nack(returned)) => (Settled::Nack, returned),
+            Ok(Confirmation::NotRequested) => (
+                Settled::Failed(PublishError::Unconfirmed(
+                    "the channel is not in confirm mode".into(),
+                )),
+                None,
+            ),
+            Err(Stage::Send(e)) => (Settled::Failed(send_error(&e)), None),
+            Err(Stage::Confirm(e)) => (
+                Settled::Failed(PublishError::Unconfirmed(e.to_string())),
+                None,
+            ),
+            Err(Stage::GaveUp(after)) => (
+                Settled::Failed(PublishError::Unconfirmed(format!(
+                    "no confirm within {} ms",
+                    after.as_millis()
+                ))),
+                None,
+            ),
         };
-        if let Some(slot) = state.pending.get_mut(&tag) {
-            slot.settled = Some(settled);
-        }
-        state.answer_in_order();
-    }
-}
-
-impl State {
-    fn record(&mut self, returned: Option<lapin::message::BasicReturnMessage>) {
-        if let Some(message) = returned {
-            let id = message
+        let returned = returned.map(|message| {
+            message
                 .properties
                 .message_id()
                 .as_ref()
                 .map(|id| id.to_string())
-                .unwrap_or_default();
+                .unwrap_or_default()
+        });
+        self.lock().settle(tag, settled, returned);
+    }
+}
+
+impl State {
+    /// Gives the next publish its place; the caller holds the lock while it queues the frames.
+    fn number(
+        &mut self,
+        message_id: &str,
+        answer: oneshot::Sender<Result<(), PublishError>>,
+    ) -> u64 {
+        let tag = self.next;
+        self.next += 1;
+        self.pending.insert(
+            tag,
+            Slot {
+                message_id: message_id.to_owned(),
+                settled: None,
+                answer,
+            },
+        );
+        tag
+    }
+
+    /// Records the confirm of `tag` and the returned message it carried (whoever published that one).
+    fn settle(&mut self, tag: u64, settled: Settled, returned: Option<String>) {
+        if let Some(id) = returned {
             *self.returned.entry(id).or_default() += 1;
         }
+        if let Some(slot) = self.pending.get_mut(&tag) {
+            slot.settled = Some(settled);
+        }
+        self.answer_in_order();
     }
 
     fn take_returned(&mut self, message_id: &str) -> bool {
@@ -211,5 +226,77 @@ fn send_error(e: &lapin::Error) -> PublishError {
         | lapin::ErrorKind::InvalidConnectionState(..)
         | lapin::ErrorKind::InvalidChannel(..) => PublishError::NotSent(e.to_string()),
         _ => PublishError::Unconfirmed(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Rx = oneshot::Receiver<Result<(), PublishError>>;
+
+    fn publish(state: &mut State, id: &str) -> (u64, Rx) {
+        let (tx, rx) = oneshot::channel();
+        (state.number(id, tx), rx)
+    }
+
+    fn answer(rx: &mut Rx) -> Option<String> {
+        rx.try_recv().ok().map(|r| match r {
+            Ok(()) => "ok".to_owned(),
+            Err(e) => e.label().to_owned(),
+        })
+    }
+
+    #[test]
+    fn a_return_carried_by_another_confirm_reaches_its_own_publish() {
+        let mut state = State::default();
+        let (a, mut rx_a) = publish(&mut state, "a");
+        let (b, mut rx_b) = publish(&mut state, "b");
+        // A multiple ack completes b first and hands it a's return.
+        state.settle(b, Settled::Ack, Some("a".into()));
+        assert_eq!(answer(&mut rx_b), None, "b waits for the earlier publish a");
+        state.settle(a, Settled::Ack, None);
+        assert_eq!(answer(&mut rx_a).as_deref(), Some("unroutable"));
+        assert_eq!(answer(&mut rx_b).as_deref(), Some("ok"));
+        assert!(state.pending.is_empty() && state.returned.is_empty());
+    }
+
+    #[test]
+    fn a_nack_is_answered_as_such_and_leaves_no_return_behind() {
+        let mut state = State::default();
+        let (a, mut rx_a) = publish(&mut state, "a");
+        let (b, mut rx_b) = publish(&mut state, "b");
+        state.settle(a, Settled::Nack, None);
+        assert_eq!(answer(&mut rx_a).as_deref(), Some("nacked"));
+        // A stray return of a publish already answered is dropped once every publish is answered.
+        state.settle(b, Settled::Ack, Some("a".into()));
+        assert_eq!(answer(&mut rx_b).as_deref(), Some("ok"));
+        assert!(state.returned.is_empty());
+    }
+
+    #[test]
+    fn the_same_message_id_returned_twice_answers_both() {
+        let mut state = State::default();
+        let (a, mut rx_a) = publish(&mut state, "same");
+        let (b, mut rx_b) = publish(&mut state, "same");
+        state.settle(a, Settled::Ack, Some("same".into()));
+        state.settle(b, Settled::Ack, Some("same".into()));
+        assert_eq!(answer(&mut rx_a).as_deref(), Some("unroutable"));
+        assert_eq!(answer(&mut rx_b).as_deref(), Some("unroutable"));
+    }
+
+    #[test]
+    fn a_failure_is_answered_and_does_not_block_later_publishes() {
+        let mut state = State::default();
+        let (a, mut rx_a) = publish(&mut state, "a");
+        let (b, mut rx_b) = publish(&mut state, "b");
+        state.settle(b, Settled::Ack, None);
+        state.settle(
+            a,
+            Settled::Failed(PublishError::Unconfirmed("channel closed".into())),
+            None,
+        );
+        assert_eq!(answer(&mut rx_a).as_deref(), Some("unconfirmed"));
+        assert_eq!(answer(&mut rx_b).as_deref(), Some("ok"));
     }
 }

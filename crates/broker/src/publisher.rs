@@ -51,7 +51,7 @@ impl PublishError {
         }
     }
 
-    fn label(&self) -> &'static str {
+    pub(crate) fn label(&self) -> &'static str {
         match self {
             Self::NotSent(_) => "not_sent",
             Self::Nacked => "nacked",
