@@ -11,8 +11,8 @@
 //!   before its ack, in publish order, and every confirm takes the oldest waiting return; so once the confirms
 //!   of all publishes up to this one have arrived, its return (if any) has been taken and recorded.
 //!
-//! The lock covers only that first poll (no I/O wait); the confirm is awaited by a task of its own, so a caller
-//! that gives up (timeout, dropped request) never stalls the publishes behind it.
+//! The lock covers only that first poll (no I/O wait, never the confirm). The caller awaits its own confirm; one
+//! that gives up (timeout, dropped request) hands it to a task, so the publishes behind it are still answered.
 
 use crate::publisher::PublishError;
 use lapin::Confirmation;
@@ -35,7 +35,54 @@ pub(crate) enum Stage {
 /// `basic_publish` and its confirm, owning what they borrow so the confirm can be awaited by its own task.
 pub(crate) type Publishing = Pin<Box<dyn Future<Output = Result<Confirmation, Stage>> + Send>>;
 
-pub(crate) type Answer = oneshot::Receiver<Result<(), PublishError>>;
+/// A publish whose frames are queued: its confirm, then its answer once every earlier publish has its own.
+pub(crate) struct InFlight {
+    ledger: Arc<Ledger>,
+    tag: u64,
+    /// Still waiting for the broker's confirm.
+    publishing: Option<Publishing>,
+    answer: oneshot::Receiver<Result<(), PublishError>>,
+    give_up: Duration,
+}
+
+impl InFlight {
+    /// The caller awaits its own confirm (no task per publish on the hot path); if it stops waiting (timeout,
+    /// dropped request), `Drop` hands the confirm to a task so the publishes behind it are still answered.
+    pub(crate) async fn answer(mut self) -> Result<(), PublishError> {
+        if let Some(publishing) = self.publishing.as_mut() {
+            let result = publishing.as_mut().await;
+            self.publishing = None;
+            self.ledger.settle(self.tag, result);
+        }
+        (&mut self.answer).await.unwrap_or_else(|_| {
+            Err(PublishError::Unconfirmed(
+                "the publisher channel was replaced".into(),
+            ))
+        })
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let Some(publishing) = self.publishing.take() else {
+            return;
+        };
+        let (ledger, tag, give_up) = (Arc::clone(&self.ledger), self.tag, self.give_up);
+        let finish = async move {
+            let result = tokio::time::timeout(give_up, publishing)
+                .await
+                .unwrap_or(Err(Stage::GaveUp(give_up)));
+            ledger.settle(tag, result);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn(finish)),
+            // No runtime (the process is ending): settle now so nothing waits behind it.
+            Err(_) => self
+                .ledger
+                .settle(self.tag, Err(Stage::GaveUp(Duration::ZERO))),
+        }
+    }
+}
 
 #[derive(Default)]
 pub(crate) struct Ledger {
@@ -68,15 +115,15 @@ impl Ledger {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues `publishing` for the socket in ledger order and returns where its answer arrives. `give_up` bounds
-    /// the wait for a confirm that never comes (the channel is broken; its reconnect replaces the ledger).
+    /// Queues `publishing` for the socket in ledger order. `give_up` bounds the wait for a confirm that never
+    /// comes (the channel is broken; its reconnect replaces the ledger).
     pub(crate) async fn submit(
         self: &Arc<Self>,
         message_id: &str,
         mut publishing: Publishing,
         give_up: Duration,
-    ) -> Answer {
-        let (tx, rx) = oneshot::channel();
+    ) -> InFlight {
+        let (tx, answer) = oneshot::channel();
         let mut tx = Some(tx);
         let mut numbered = None;
         let first = std::future::poll_fn(|cx| {
@@ -91,17 +138,16 @@ impl Ledger {
             Poll::Ready(polled)
         })
         .await;
+        let mut in_flight = InFlight {
+            ledger: Arc::clone(self),
+            tag: numbered.unwrap_or_default(),
+            publishing: None,
+            answer,
+            give_up,
+        };
         match (first, numbered) {
             (Poll::Ready(result), Some(tag)) => self.settle(tag, result),
-            (Poll::Pending, Some(tag)) => {
-                let ledger = Arc::clone(self);
-                tokio::spawn(async move {
-                    let result = tokio::time::timeout(give_up, publishing)
-                        .await
-                        .unwrap_or(Err(Stage::GaveUp(give_up)));
-                    ledger.settle(tag, result);
-                });
-            }
+            (Poll::Pending, Some(_)) => in_flight.publishing = Some(publishing),
             (Poll::Ready(Err(Stage::Send(e))), None) => {
                 if let Some(tx) = tx.take() {
                     let _ = tx.send(Err(send_error(&e)));
@@ -109,7 +155,7 @@ impl Ledger {
             }
             (_, None) => {}
         }
-        rx
+        in_flight
     }
 
     fn settle(&self, tag: u64, result: Result<Confirmation, Stage>) {

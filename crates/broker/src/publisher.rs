@@ -286,23 +286,20 @@ impl Inner {
                 .map_err(Stage::Send)?;
             confirm.await.map_err(Stage::Confirm)
         });
-        let answer = link
+        let in_flight = link
             .ledger
             .submit(message_id, publishing, self.confirm_timeout * 4)
             .await;
-        match tokio::time::timeout(self.confirm_timeout, answer).await {
+        match tokio::time::timeout(self.confirm_timeout, in_flight.answer()).await {
             Err(_) => Err(PublishError::Unconfirmed(format!(
                 "no confirm within {} ms",
                 self.confirm_timeout.as_millis()
             ))),
-            Ok(Err(_)) => Err(PublishError::Unconfirmed(
-                "the publisher channel was replaced".into(),
-            )),
-            Ok(Ok(Err(e @ (PublishError::NotSent(_) | PublishError::Unconfirmed(_))))) => {
+            Ok(Err(e @ (PublishError::NotSent(_) | PublishError::Unconfirmed(_)))) => {
                 self.broken.notify_one();
                 Err(e)
             }
-            Ok(Ok(result)) => result,
+            Ok(result) => result,
         }
     }
 
