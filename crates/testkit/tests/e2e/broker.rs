@@ -68,16 +68,16 @@ impl RefusingPolicy {
             definition,
         ]);
     }
+}
 
-    /// True once the broker applies the policy to `queue`.
-    fn applies_to(&self, queue: &str) -> bool {
-        rabbitmqctl(&["list_queues", "-q", "--no-table-headers", "name", "policy"])
-            .lines()
-            .any(|line| {
-                let mut cols = line.split_whitespace();
-                cols.next() == Some(queue) && cols.next() == Some(self.name.as_str())
-            })
-    }
+/// True once the broker applies policy `name` to `queue`.
+fn policy_applies(name: &str, queue: &str) -> bool {
+    rabbitmqctl(&["list_queues", "-q", "--no-table-headers", "name", "policy"])
+        .lines()
+        .any(|line| {
+            let mut cols = line.split_whitespace();
+            cols.next() == Some(queue) && cols.next() == Some(name)
+        })
 }
 
 impl Drop for RefusingPolicy {
@@ -99,22 +99,19 @@ async fn a_nack_keeps_the_unit_held_and_the_relay_finishes_the_reservation() {
     let wait_queue = Names::new(&env.settings.amqp.prefix).expiry_wait_queue(60);
 
     let policy = RefusingPolicy::set(&env);
-    let applied = {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if policy.applies_to(&wait_queue) {
-                break true;
+    eventually(
+        Duration::from_secs(20),
+        || {
+            let (name, queue) = (policy.name.clone(), wait_queue.clone());
+            async move {
+                tokio::task::spawn_blocking(move || policy_applies(&name, &queue))
+                    .await
+                    .unwrap_or(false)
             }
-            if Instant::now() >= deadline {
-                break false;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    };
-    assert!(
-        applied,
-        "the broker never applied the policy to {wait_queue}"
-    );
+        },
+        true,
+    )
+    .await;
 
     // A quorum queue refuses once it holds more than max-length: the first reservation fills it.
     let filler = gw.reserve(sale, &env.token("filler")).await;
