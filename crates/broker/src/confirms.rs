@@ -5,7 +5,9 @@
 //! shared by many threads, a confirm or a returned message can reach the wrong caller. The ledger fixes both:
 //!
 //! - numbering and queueing happen together under the ledger's lock (the first poll of `basic_publish` does
-//!   both, synchronously), so the order of the ledger is the order the broker numbers the messages in;
+//!   both, synchronously: checked in lapin 4.12, re-check on upgrade, and
+//!   `broker::concurrent_publishes_each_get_their_own_confirm` catches a regression), so the order of the
+//!   ledger is the order the broker numbers the messages in;
 //! - a returned message is recorded by its `message_id`, whichever confirm carried it, and a publish is decided
 //!   only once every earlier publish of the channel has its confirm. RabbitMQ sends a message's `basic.return`
 //!   before its ack, in publish order, and every confirm takes the oldest waiting return; so once the confirms
