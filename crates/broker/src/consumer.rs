@@ -128,7 +128,7 @@ async fn session<H: BatchHandler>(
 ) -> anyhow::Result<()> {
     let conn = crate::connect(settings, &opts.role).await?;
     let channel = conn.create_channel().await?;
-    topology::declare(&channel, names, settings, std::iter::empty()).await?;
+    topology::declare(&conn, names, settings, std::iter::empty()).await?;
     channel
         .basic_qos(settings.prefetch, BasicQosOptions::default())
         .await?;

@@ -4,6 +4,7 @@
 //! Reads the `[amqp]` settings.
 
 pub mod backoff;
+mod confirms;
 pub mod consumer;
 pub mod names;
 pub mod publisher;

@@ -2,18 +2,22 @@
 //! (lapin channels are safe to share), kept alive by its own reconnect loop.
 //!
 //! A publish returns once the broker owns the message, or says precisely what went wrong: definitely not taken
-//! (the caller may undo its work) or unknown (the caller must not undo anything; the outbox relay finishes it).
+//! (never sent, or returned as unroutable: the caller may undo its work) or unknown (no confirm, or a nack: the
+//! caller must not undo anything; the outbox relay finishes it). Each caller gets its own confirm and its own
+//! returned message, however many tasks publish at once (see `confirms`).
 
 mod depth;
 
 use crate::backoff::Backoff;
+use crate::confirms::{Ledger, Publishing, Stage};
 use crate::names::Names;
 use crate::topology;
 use flashsale_platform::metrics::{LATENCY_BUCKETS, counter_vec, histogram_vec};
 use flashsale_platform::settings::AmqpSettings;
 use futures_util::StreamExt;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::{BasicProperties, Channel, Confirmation, Connection, ErrorKind, Event};
+use lapin::types::ShortString;
+use lapin::{BasicProperties, Channel, Connection, Event};
 use prometheus::{HistogramVec, IntCounterVec, Registry};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, RwLock};
@@ -26,8 +30,10 @@ pub enum PublishError {
     /// Never reached the broker (no connection, channel closed before sending).
     #[error("not sent: {0}")]
     NotSent(String),
-    /// The broker refused it (nack).
-    #[error("refused by the broker (nack)")]
+    /// A queue refused it (nack). A message routed to several queues is nacked when ONE of them refuses it
+    /// (say a full quorum queue with `overflow=reject-publish`) while the others keep their copy: a nack proves
+    /// nothing about the other queues, so it is an unknown outcome, never grounds to undo.
+    #[error("refused by a queue (nack); other queues may hold it")]
     Nacked,
     /// The broker returned it: no queue is bound for its routing key.
     #[error("unroutable: no queue bound for the routing key")]
@@ -38,12 +44,16 @@ pub enum PublishError {
 }
 
 impl PublishError {
-    /// True when the broker certainly does not hold the message, so undoing the work cannot lose or oversell.
+    /// True only when the broker certainly holds no copy (never sent, or returned as unroutable: no queue was
+    /// bound), so undoing the work cannot oversell. A nack and a missing confirm are not such proofs.
     pub fn broker_did_not_take_it(&self) -> bool {
-        !matches!(self, Self::Unconfirmed(_))
+        match self {
+            Self::NotSent(_) | Self::Unroutable => true,
+            Self::Nacked | Self::Unconfirmed(_) => false,
+        }
     }
 
-    fn label(&self) -> &'static str {
+    pub(crate) fn label(&self) -> &'static str {
         match self {
             Self::NotSent(_) => "not_sent",
             Self::Nacked => "nacked",
@@ -76,6 +86,8 @@ struct Inner {
 struct Link {
     conn: Arc<Connection>,
     channel: Channel,
+    /// Orders this channel's publishes and answers each with its own confirm.
+    ledger: Arc<Ledger>,
 }
 
 impl Publisher {
@@ -186,16 +198,13 @@ impl Publisher {
             .inner
             .current()
             .ok_or_else(|| anyhow::anyhow!("RabbitMQ is not connected"))?;
-        // Declared on a short-lived channel: a declare error closes its channel, never the publishing one.
-        let ch = link.conn.create_channel().await?;
         let declared = topology::declare_expiry_wait(
-            &ch,
+            &link.conn,
             &self.inner.names,
             &self.inner.settings,
             window_secs,
         )
         .await;
-        let _ = ch.close(200, "declared".into()).await;
         if declared.is_err()
             && let Ok(mut w) = self.inner.windows.lock()
         {
@@ -227,14 +236,12 @@ impl Inner {
 
     async fn open(&self) -> anyhow::Result<Link> {
         let conn = crate::connect(&self.settings, &self.role).await?;
-        let setup = conn.create_channel().await?;
         let windows: Vec<u32> = self
             .windows
             .lock()
             .map(|w| w.iter().copied().collect())
             .unwrap_or_default();
-        topology::declare(&setup, &self.names, &self.settings, windows).await?;
-        let _ = setup.close(200, "topology declared".into()).await;
+        topology::declare(&conn, &self.names, &self.settings, windows).await?;
         let channel = conn.create_channel().await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
@@ -242,6 +249,7 @@ impl Inner {
         Ok(Link {
             conn: Arc::new(conn),
             channel,
+            ledger: Arc::default(),
         })
     }
 
@@ -259,48 +267,41 @@ impl Inner {
             .with_delivery_mode(2) // persistent
             .with_content_type("application/json".into())
             .with_message_id(message_id.into());
-        let send = async {
-            let confirm = link
-                .channel
+        let channel = link.channel.clone();
+        let exchange = ShortString::from(self.exchange.as_str());
+        let routing_key = ShortString::from(routing_key);
+        let body = body.to_vec();
+        let publishing: Publishing = Box::pin(async move {
+            let confirm = channel
                 .basic_publish(
-                    self.exchange.as_str().into(),
-                    routing_key.into(),
+                    exchange,
+                    routing_key,
                     // mandatory: an unroutable message comes back instead of vanishing.
                     BasicPublishOptions {
                         mandatory,
                         ..Default::default()
                     },
-                    body,
+                    &body,
                     props,
                 )
                 .await
-                .map_err(|e| {
-                    self.broken.notify_one();
-                    match e.kind() {
-                        // Refused before anything was written to the socket.
-                        ErrorKind::InvalidChannelState(..)
-                        | ErrorKind::InvalidConnectionState(..)
-                        | ErrorKind::InvalidChannel(..) => PublishError::NotSent(e.to_string()),
-                        _ => PublishError::Unconfirmed(e.to_string()),
-                    }
-                })?;
-            confirm.await.map_err(|e| {
-                self.broken.notify_one();
-                PublishError::Unconfirmed(e.to_string())
-            })
-        };
-        match tokio::time::timeout(self.confirm_timeout, send).await {
+                .map_err(Stage::Send)?;
+            confirm.await.map_err(Stage::Confirm)
+        });
+        let in_flight = link
+            .ledger
+            .submit(message_id, publishing, self.confirm_timeout * 4)
+            .await;
+        match tokio::time::timeout(self.confirm_timeout, in_flight.answer()).await {
             Err(_) => Err(PublishError::Unconfirmed(format!(
                 "no confirm within {} ms",
                 self.confirm_timeout.as_millis()
             ))),
-            Ok(Err(e)) => Err(e),
-            Ok(Ok(Confirmation::Ack(None))) => Ok(()),
-            Ok(Ok(Confirmation::Ack(Some(_returned)))) => Err(PublishError::Unroutable),
-            Ok(Ok(Confirmation::Nack(_))) => Err(PublishError::Nacked),
-            Ok(Ok(Confirmation::NotRequested)) => Err(PublishError::Unconfirmed(
-                "the channel is not in confirm mode".into(),
-            )),
+            Ok(Err(e @ (PublishError::NotSent(_) | PublishError::Unconfirmed(_)))) => {
+                self.broken.notify_one();
+                Err(e)
+            }
+            Ok(result) => result,
         }
     }
 
@@ -351,8 +352,12 @@ impl Inner {
                 }
                 event = events.next() => match event {
                     Some(Event::Error(error)) => {
-                        tracing::warn!(%error, "RabbitMQ connection error");
-                        return;
+                        // Channel errors come here too (a refused declare on a short-lived channel): only a
+                        // dead connection or publishing channel is a reason to reconnect.
+                        if !(link.conn.status().connected() && link.channel.status().connected()) {
+                            tracing::warn!(%error, "RabbitMQ connection error");
+                            return;
+                        }
                     }
                     None => return,
                     Some(_) => {}
@@ -365,5 +370,18 @@ impl Inner {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PublishError;
+
+    #[test]
+    fn only_never_sent_and_unroutable_prove_the_broker_holds_nothing() {
+        assert!(PublishError::NotSent("closed".into()).broker_did_not_take_it());
+        assert!(PublishError::Unroutable.broker_did_not_take_it());
+        assert!(!PublishError::Nacked.broker_did_not_take_it());
+        assert!(!PublishError::Unconfirmed("timeout".into()).broker_did_not_take_it());
     }
 }

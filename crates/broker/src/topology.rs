@@ -7,13 +7,18 @@
 //!                                                 └─▶ expiry (direct) ─ expiry.due ─▶ expiry.due
 //! dead (fanout) ─▶ dead
 //! ```
+//!
+//! Declare what is missing, keep what exists: a queue or exchange whose arguments differ from the settings
+//! (a changed `amqp.delivery_limit`, `amqp.queue_type` or `amqp.queue_expires_ms`) is refused by the broker with
+//! PRECONDITION_FAILED. That is logged at error level and the existing one is kept and used (checked with a
+//! passive declare), so a configuration change never stops a service; docs/operations.md says how to migrate.
 
 use crate::names::{EXPIRY_DUE_KEY, Names};
 use flashsale_domain::messages::{RESERVATION_CREATED, routing_key_for_window};
 use flashsale_platform::settings::{AmqpSettings, QueueType};
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{Channel, ExchangeKind};
+use lapin::{Channel, Connection, ErrorKind, ExchangeKind};
 
 /// Every consumer of new reservations binds this pattern (all payment windows).
 pub fn reservation_created_pattern() -> String {
@@ -62,46 +67,110 @@ fn exchange_options(s: &AmqpSettings) -> ExchangeDeclareOptions {
     }
 }
 
-async fn bind(ch: &Channel, queue: &str, exchange: &str, key: &str) -> lapin::Result<()> {
-    ch.queue_bind(
-        queue.into(),
-        exchange.into(),
-        key.into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
+/// Declares on a channel of its own, replaced when the broker closes it for a mismatch.
+struct Declarer<'a> {
+    conn: &'a Connection,
+    ch: Channel,
 }
 
-/// Declares exchanges, the dead-letter queue, the work queues and one expiry wait queue per payment window.
+/// The broker's answer to a declare whose arguments differ from the existing queue's or exchange's.
+fn differs(e: &lapin::Error) -> bool {
+    matches!(e.kind(), ErrorKind::ProtocolError(amqp) if amqp.get_id() == 406)
+}
+
+const MIGRATE: &str = "keeping the existing one; the new settings apply to it only after a migration \
+    (docs/operations.md, \"Changing queue arguments\")";
+
+impl<'a> Declarer<'a> {
+    async fn open(conn: &'a Connection) -> lapin::Result<Self> {
+        Ok(Self {
+            conn,
+            ch: conn.create_channel().await?,
+        })
+    }
+
+    async fn exchange(
+        &mut self,
+        name: &str,
+        kind: ExchangeKind,
+        s: &AmqpSettings,
+    ) -> lapin::Result<()> {
+        let declared = self
+            .ch
+            .exchange_declare(
+                name.into(),
+                kind.clone(),
+                exchange_options(s),
+                FieldTable::default(),
+            )
+            .await;
+        match declared {
+            Err(e) if differs(&e) => {
+                tracing::error!(exchange = name, error = %e, "exchange exists with other properties than the settings; {MIGRATE}");
+                self.ch = self.conn.create_channel().await?;
+                let passive = ExchangeDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                };
+                self.ch
+                    .exchange_declare(name.into(), kind, passive, FieldTable::default())
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    async fn queue(&mut self, name: &str, args: FieldTable) -> lapin::Result<()> {
+        match self.ch.queue_declare(name.into(), durable(), args).await {
+            Ok(_) => Ok(()),
+            Err(e) if differs(&e) => {
+                tracing::error!(queue = name, error = %e, "queue exists with arguments that differ from the settings; {MIGRATE}");
+                self.ch = self.conn.create_channel().await?;
+                let passive = QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                };
+                self.ch
+                    .queue_declare(name.into(), passive, FieldTable::default())
+                    .await
+                    .map(|_| ())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn bind(&self, queue: &str, exchange: &str, key: &str) -> lapin::Result<()> {
+        self.ch
+            .queue_bind(
+                queue.into(),
+                exchange.into(),
+                key.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+    }
+
+    async fn close(self) {
+        let _ = self.ch.close(200, "topology declared".into()).await;
+    }
+}
+
+/// Declares exchanges, the dead-letter queue, the work queues and one expiry wait queue per payment window, on
+/// short-lived channels of `conn` (a declare error closes its channel, never one the caller uses).
 pub async fn declare(
-    ch: &Channel,
+    conn: &Connection,
     names: &Names,
     s: &AmqpSettings,
     payment_windows: impl IntoIterator<Item = u32>,
 ) -> lapin::Result<()> {
-    let ex = exchange_options(s);
-    ch.exchange_declare(
-        names.events_exchange().into(),
-        ExchangeKind::Topic,
-        ex,
-        FieldTable::default(),
-    )
-    .await?;
-    ch.exchange_declare(
-        names.dead_exchange().into(),
-        ExchangeKind::Fanout,
-        ex,
-        FieldTable::default(),
-    )
-    .await?;
-    ch.exchange_declare(
-        names.expiry_exchange().into(),
-        ExchangeKind::Direct,
-        ex,
-        FieldTable::default(),
-    )
-    .await?;
+    let mut d = Declarer::open(conn).await?;
+    d.exchange(&names.events_exchange(), ExchangeKind::Topic, s)
+        .await?;
+    d.exchange(&names.dead_exchange(), ExchangeKind::Fanout, s)
+        .await?;
+    d.exchange(&names.expiry_exchange(), ExchangeKind::Direct, s)
+        .await?;
 
     let mut dead_args = FieldTable::default();
     if s.queue_type == QueueType::Quorum {
@@ -110,25 +179,25 @@ pub async fn declare(
     if s.queue_expires_ms > 0 {
         dead_args.insert("x-expires".into(), int(s.queue_expires_ms));
     }
-    ch.queue_declare(names.dead_queue().into(), durable(), dead_args)
+    d.queue(&names.dead_queue(), dead_args).await?;
+    d.bind(&names.dead_queue(), &names.dead_exchange(), "")
         .await?;
-    bind(ch, &names.dead_queue(), &names.dead_exchange(), "").await?;
 
     let created = reservation_created_pattern();
     for queue in [names.order_writer_queue(), names.payment_queue()] {
-        ch.queue_declare(queue.as_str().into(), durable(), work_queue_args(names, s))
-            .await?;
-        bind(ch, &queue, &names.events_exchange(), &created).await?;
+        d.queue(&queue, work_queue_args(names, s)).await?;
+        d.bind(&queue, &names.events_exchange(), &created).await?;
     }
 
     let due = names.expiry_due_queue();
-    ch.queue_declare(due.as_str().into(), durable(), work_queue_args(names, s))
+    d.queue(&due, work_queue_args(names, s)).await?;
+    d.bind(&due, &names.expiry_exchange(), EXPIRY_DUE_KEY)
         .await?;
-    bind(ch, &due, &names.expiry_exchange(), EXPIRY_DUE_KEY).await?;
 
     for window in payment_windows {
-        declare_expiry_wait(ch, names, s, window).await?;
+        expiry_wait(&mut d, names, s, window).await?;
     }
+    d.close().await;
     Ok(())
 }
 
@@ -136,7 +205,19 @@ pub async fn declare(
 /// each other (a per-message TTL would). Dead-lettering from a quorum queue with `at-least-once` and
 /// `reject-publish` is the only way RabbitMQ does not drop an expiry on the floor.
 pub async fn declare_expiry_wait(
-    ch: &Channel,
+    conn: &Connection,
+    names: &Names,
+    s: &AmqpSettings,
+    payment_window_secs: u32,
+) -> lapin::Result<()> {
+    let mut d = Declarer::open(conn).await?;
+    let declared = expiry_wait(&mut d, names, s, payment_window_secs).await;
+    d.close().await;
+    declared
+}
+
+async fn expiry_wait(
+    d: &mut Declarer<'_>,
     names: &Names,
     s: &AmqpSettings,
     payment_window_secs: u32,
@@ -160,10 +241,8 @@ pub async fn declare_expiry_wait(
     if s.queue_expires_ms > 0 {
         args.insert("x-expires".into(), int(s.queue_expires_ms));
     }
-    ch.queue_declare(queue.as_str().into(), durable(), args)
-        .await?;
-    bind(
-        ch,
+    d.queue(&queue, args).await?;
+    d.bind(
         &queue,
         &names.events_exchange(),
         &routing_key_for_window(payment_window_secs),

@@ -1,8 +1,9 @@
 //! The reservation use case: one EVALSHA, then a confirmed publish, then the answer.
 //!
-//! Invariant 7: a 4xx holds no stock; a 503 whose message the broker definitely did not take is cancelled in
-//! Redis; a 503 whose outcome is unknown keeps its outbox entry for the relay, so nothing is released while a
-//! message for it may exist.
+//! Invariant 7: a 4xx holds no stock; a 503 whose message the broker definitely did not take (never sent, or
+//! returned as unroutable) is cancelled in Redis; any other 503 (no confirm in time, or a nack: one queue refused
+//! while others may keep a copy) keeps its outbox entry for the relay, so nothing is released while a message
+//! for it may exist.
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -90,6 +91,7 @@ async fn publish_failed(
 ) -> ApiError {
     let retry = ApiError::unavailable("the order queue is unavailable; retry shortly");
     if !error.broker_did_not_take_it() {
+        // A nack lands here too: the order-writer queue may hold a copy, so releasing the unit would sell it twice.
         tracing::warn!(%order_id, %error, "publish outcome unknown; the outbox relay will finish this reservation");
         return retry;
     }

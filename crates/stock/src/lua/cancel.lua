@@ -1,4 +1,4 @@
--- Undo a reservation whose message the broker definitely did not take (nack, unroutable, never sent), so the
+-- Undo a reservation whose message the broker definitely did not take (unroutable, never sent), so the
 -- 503 answer holds no stock. Refuses when a message for it may still exist or a 202 was already given for it.
 --
 -- KEYS[1] reservation hash  KEYS[2] stock  KEYS[3] buyers hash  KEYS[4] outbox zset  KEYS[5] idempotency key or ''
