@@ -39,6 +39,11 @@ impl Names {
         self.name("payment")
     }
 
+    /// `reservation.rejected`, consumed by the gateways, which clear the refused reservation from Redis.
+    pub fn gateway_rejected_queue(&self) -> String {
+        self.name("gateway.rejected")
+    }
+
     /// Direct exchange the expiry wait queues dead-letter into when a reservation's window has passed.
     pub fn expiry_exchange(&self) -> String {
         self.name("expiry")

@@ -14,7 +14,7 @@
 //! passive declare), so a configuration change never stops a service; docs/operations.md says how to migrate.
 
 use crate::names::{EXPIRY_DUE_KEY, Names};
-use flashsale_domain::messages::{RESERVATION_CREATED, routing_key_for_window};
+use flashsale_domain::messages::{RESERVATION_CREATED, RESERVATION_REJECTED, routing_key_for_window};
 use flashsale_platform::settings::{AmqpSettings, QueueType};
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
@@ -189,6 +189,12 @@ pub async fn declare(
         d.bind(&queue, &names.events_exchange(), &created).await?;
     }
 
+    // Each rejection is cleared from Redis by one gateway (competing consumers on one queue).
+    let rejected = names.gateway_rejected_queue();
+    d.queue(&rejected, work_queue_args(names, s)).await?;
+    d.bind(&rejected, &names.events_exchange(), RESERVATION_REJECTED)
+        .await?;
+
     let due = names.expiry_due_queue();
     d.queue(&due, work_queue_args(names, s)).await?;
     d.bind(&due, &names.expiry_exchange(), EXPIRY_DUE_KEY)
@@ -256,6 +262,7 @@ pub async fn delete(ch: &Channel, names: &Names, payment_windows: impl IntoItera
     let mut queues = vec![
         names.order_writer_queue(),
         names.payment_queue(),
+        names.gateway_rejected_queue(),
         names.expiry_due_queue(),
         names.dead_queue(),
     ];

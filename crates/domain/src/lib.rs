@@ -12,7 +12,7 @@ pub mod sale;
 
 pub use error::ErrorCode;
 pub use ids::{OrderId, SaleId, UserId};
-pub use messages::{ReservationCreated, ReservationRejected};
+pub use messages::{RejectCause, ReservationCreated, ReservationRejected};
 pub use money::Money;
 pub use order::OrderStatus;
 pub use sale::{NewSale, Sale, SaleStatus};

@@ -70,6 +70,27 @@ pub struct ReservationRejected {
     pub user_id: UserId,
     pub quantity: u32,
     pub reason: String,
+    /// Which rule refused it; decides whether Redis gets the units back. Absent in older messages.
+    #[serde(default)]
+    pub cause: RejectCause,
+    /// The buyer's active order when the cause is [`RejectCause::BuyerAlreadyActive`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_order_id: Option<OrderId>,
+}
+
+/// Why the database refused a reservation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectCause {
+    /// The buyer already held an active order: Redis had lost the buyer's entry, not a stock decrement, so the
+    /// units this reservation took were counted nowhere else and go back.
+    BuyerAlreadyActive,
+    /// The sale's recorded stock was exhausted: Redis had counted units twice, and this reservation took the
+    /// surplus; nothing goes back.
+    StockExhausted,
+    /// Announced again after a restart, cause not recorded: treated like `StockExhausted` (never oversells).
+    #[default]
+    Unknown,
 }
 
 impl ReservationRejected {
