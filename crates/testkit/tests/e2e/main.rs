@@ -6,5 +6,6 @@ mod health;
 mod loadtest;
 mod order_writer;
 mod orders;
+mod poison;
 mod refusals;
 mod reservations;
