@@ -59,7 +59,8 @@ pub(crate) async fn resolve<H: BatchHandler>(
 ) -> Option<Vec<Settle>> {
     let mut settles = vec![Settle::Ack; batch.len()];
     // Parts still to handle, the next one last: left halves go first, so order is kept where it can be.
-    let mut parts: Vec<Range<usize>> = vec![0..batch.len()];
+    let mut parts: Vec<Range<usize>> = Vec::new();
+    parts.push(0..batch.len());
     let mut outage = Backoff::new(policy.outage_backoff.0, policy.outage_backoff.1);
     while let Some(range) = parts.pop() {
         let part = &batch[range.clone()];
