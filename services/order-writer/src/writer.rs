@@ -136,18 +136,26 @@ fn pool_error(e: PoolError) -> HandleError {
 
 /// A lost connection is an outage; any other error (a constraint, a trigger, a bug) may lie in a message.
 fn query_error(e: DieselError) -> HandleError {
-    let outage = matches!(
-        e,
-        DieselError::DatabaseError(
-            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
-            _
-        ) | DieselError::BrokenTransactionManager
-    );
+    let outage = is_outage(&e);
     let e = anyhow::Error::new(e).context("writing a batch of orders");
     if outage {
         HandleError::Outage(e)
     } else {
         HandleError::Failed(e)
+    }
+}
+
+/// tokio-postgres errors without a SQLSTATE (closed socket, I/O) arrive as `UnableToSendCommand`.
+fn is_outage(e: &DieselError) -> bool {
+    match e {
+        DieselError::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _,
+        )
+        | DieselError::BrokenTransactionManager => true,
+        // The commit's fate is unknown; a retry finds the rows if it happened.
+        DieselError::RollbackErrorOnCommit { commit_error, .. } => is_outage(commit_error),
+        _ => false,
     }
 }
 

@@ -1,6 +1,9 @@
 //! Poison and outages at order-writer: only a message that cannot be written reaches the dead-letter queue,
 //! never a valid reservation that met a broker blip or a database outage; and the operator gets it back.
 
+mod admin;
+mod held;
+
 use chrono::{Duration as ChronoDuration, Utc};
 use diesel_async::RunQueryDsl;
 use flashsale_broker::{Names, Publisher};
@@ -127,7 +130,6 @@ pub async fn metric(base: &str, name: &str, labels: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
-
 #[tokio::test(flavor = "multi_thread")]
 async fn channel_closures_beyond_the_old_delivery_limit_never_dead_letter_a_reservation() {
     let env = TestEnv::new().await;
@@ -178,7 +180,6 @@ async fn channel_closures_beyond_the_old_delivery_limit_never_dead_letter_a_rese
     publisher.close().await;
     env.cleanup().await;
 }
-
 #[tokio::test(flavor = "multi_thread")]
 async fn one_database_poison_is_isolated_and_its_neighbours_written() {
     let env = TestEnv::new().await;
@@ -223,7 +224,6 @@ async fn one_database_poison_is_isolated_and_its_neighbours_written() {
     publisher.close().await;
     env.cleanup().await;
 }
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_database_outage_dead_letters_nothing() {
     let proxy = TcpProxy::start("127.0.0.1:5432").await.expect("proxy");
@@ -244,14 +244,25 @@ async fn a_database_outage_dead_letters_nothing() {
         .map(|i| message(sale, &format!("buyer-{i}")))
         .collect();
     futures_util::future::join_all(messages.iter().map(|m| publish(&publisher, m))).await;
-    // Several retry rounds of every message while PostgreSQL is unreachable.
-    let retries = || metric(&writer.base, "flashsale_messages_total", "result=\"retry\"");
+    // Several failed attempts while PostgreSQL is unreachable, every one of them recognised as an outage.
+    let attempts = |cause: &'static str| {
+        let base = writer.base.clone();
+        async move {
+            metric(
+                &base,
+                "flashsale_consumer_batch_failures_total",
+                &format!("cause=\"{cause}\""),
+            )
+            .await
+        }
+    };
     eventually(
         Duration::from_secs(60),
-        || async { retries().await >= 150.0 },
+        || async { attempts("outage").await >= 6.0 },
         true,
     )
     .await;
+    assert_eq!(attempts("failed").await, 0.0, "an outage is not a failure");
     assert_eq!(env.order_count(sale).await, 0);
     proxy.pass();
 
@@ -265,212 +276,4 @@ async fn a_database_outage_dead_letters_nothing() {
     writer.stop().await;
     publisher.close().await;
     env.cleanup().await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_conflict_on_another_unique_index_is_not_counted_as_held() {
-    let env = TestEnv::new().await;
-    let sale = sale(&env, 5).await;
-    // Another unique index (a stand-in for any future one) that a row already written conflicts with.
-    sql(
-        &env,
-        "CREATE UNIQUE INDEX test_one_row_per_buyer ON orders (user_id)",
-    )
-    .await;
-    sql(
-        &env,
-        &format!(
-            "INSERT INTO orders (id, sale_id, user_id, quantity, amount_minor, status, created_at, expires_at) \
-             VALUES ('{}', {sale}, 'vera', 1, 100, 'rejected', now(), now() + interval '1 minute')",
-            OrderId::new_v7()
-        ),
-    )
-    .await;
-    let publisher = publisher(&env).await;
-    let clash = message(sale, "vera");
-    publish(&publisher, &clash).await;
-    publish(&publisher, &message(sale, "walt")).await;
-    let writer = env.spawn_order_writer().await;
-
-    eventually(DRAIN, || env.order_count(sale), 2).await;
-    assert_eq!(env.held(sale).await, 1, "held counts only rows inserted");
-    // The clash is refused loudly (dead-lettered, where an operator sees it), never swallowed as written.
-    eventually(
-        DRAIN,
-        || dead_letter_ids(&env),
-        vec![clash.order_id.to_string()],
-    )
-    .await;
-    let statuses: Vec<(String, String)> = env
-        .orders(sale)
-        .await
-        .into_iter()
-        .map(|o| (o.1, o.2))
-        .collect();
-    assert_eq!(
-        statuses.iter().filter(|o| o.0 == "walt").count(),
-        1,
-        "{statuses:?}"
-    );
-    writer.stop().await;
-    publisher.close().await;
-    env.cleanup().await;
-}
-
-/// Runs the real `flashsale-admin` binary against this test's broker names.
-async fn admin(env: &TestEnv, args: &[&str]) -> (bool, String) {
-    let out = tokio::process::Command::new(flashsale_testkit::services::binary("flashsale-admin"))
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env(
-            "FLASHSALE__AMQP__URL",
-            env.settings.amqp.url.expose_secret(),
-        )
-        .env("FLASHSALE__AMQP__PREFIX", &env.settings.amqp.prefix)
-        .output()
-        .await
-        .expect("flashsale-admin runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn the_admin_tool_lists_shows_and_replays_dead_letters() {
-    let env = TestEnv::with(|s| s.order_writer.dead_letter_poll_ms = 200).await;
-    let sale = sale(&env, 10).await;
-    sql(
-        &env,
-        "CREATE FUNCTION refuse_two() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
-           IF NEW.user_id IN ('mallory', 'mallet') THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$",
-    )
-    .await;
-    sql(
-        &env,
-        "CREATE TRIGGER refuse_two BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION refuse_two()",
-    )
-    .await;
-    let publisher = publisher(&env).await;
-    let (mallory, mallet) = (message(sale, "mallory"), message(sale, "mallet"));
-    for m in [&message(sale, "alice"), &mallory, &mallet] {
-        publish(&publisher, m).await;
-    }
-    let writer = env.spawn_order_writer().await;
-    eventually(DRAIN, || env.order_count(sale), 1).await;
-    eventually(DRAIN, || dead_letters(&env), 2).await;
-    let depth = || metric(&writer.base, "flashsale_dead_letter_messages", "");
-    eventually(DRAIN, depth, 2.0).await;
-
-    let (ok, out) = admin(&env, &["dlq", "list"]).await;
-    assert!(ok, "{out}");
-    for id in [mallory.order_id, mallet.order_id] {
-        assert!(out.contains(&id.to_string()), "list shows {id}: {out}");
-    }
-    assert!(out.contains("2 message(s)"), "{out}");
-    let (ok, out) = admin(&env, &["dlq", "show", &mallory.order_id.to_string()]).await;
-    assert!(ok, "{out}");
-    assert!(
-        out.contains("\"user_id\": \"mallory\""),
-        "show prints the body: {out}"
-    );
-    assert!(
-        out.contains("order-writer (rejected)"),
-        "show names the queue: {out}"
-    );
-    let (ok, out) = admin(&env, &["dlq", "show", &OrderId::new_v7().to_string()]).await;
-    assert!(!ok, "an unknown id is an error: {out}");
-    assert_eq!(dead_letters(&env).await, 2, "reading loses nothing");
-
-    // Fixed (here: the trigger goes), then replayed: the same order id becomes an order.
-    sql(&env, "DROP TRIGGER refuse_two ON orders").await;
-    let (ok, out) = admin(&env, &["dlq", "replay", &mallory.order_id.to_string()]).await;
-    assert!(ok, "{out}");
-    eventually(DRAIN, || env.order_count(sale), 2).await;
-    eventually(DRAIN, depth, 1.0).await;
-    assert_eq!(
-        dead_letter_ids(&env).await,
-        vec![mallet.order_id.to_string()]
-    );
-    let (ok, out) = admin(&env, &["dlq", "replay", "--all"]).await;
-    assert!(ok, "{out}");
-    eventually(DRAIN, || env.order_count(sale), 3).await;
-    eventually(DRAIN, depth, 0.0).await;
-    let orders = env.orders(sale).await;
-    for m in [&mallory, &mallet] {
-        let id = m.order_id.to_string();
-        assert!(
-            orders.iter().any(|o| o.0 == id && o.2 == "pending_payment"),
-            "{id} written: {orders:?}"
-        );
-    }
-    writer.stop().await;
-    publisher.close().await;
-    env.cleanup().await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_row_that_appears_meanwhile_is_not_counted_as_held() {
-    #[derive(diesel::QueryableByName, Debug, PartialEq)]
-    struct N {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    let env = TestEnv::new().await;
-    let sale = sale(&env, 5).await;
-    let publisher = publisher(&env).await;
-    let writer = env.spawn_order_writer().await;
-    let clash = message(sale, "xena");
-
-    // Another writer (not order-writer: it takes no lock on the sale) inserts the same order id and has not
-    // committed yet when order-writer inserts it.
-    let mut other = env.pg().await;
-    sql_on(&mut other, "BEGIN").await;
-    // No foreign-key check, so no lock on the sale row: order-writer gets as far as its INSERT.
-    sql_on(&mut other, "SET LOCAL session_replication_role = replica").await;
-    sql_on(
-        &mut other,
-        &format!(
-            "INSERT INTO orders (id, sale_id, user_id, quantity, amount_minor, status, created_at, expires_at) \
-             VALUES ('{}', {sale}, 'xena', 1, 100, 'expired', now(), now() + interval '1 minute')",
-            clash.order_id
-        ),
-    )
-    .await;
-    let pid: N = diesel::sql_query("SELECT pg_backend_pid()::int8 AS n")
-        .get_result(&mut other)
-        .await
-        .expect("pid");
-    publish(&publisher, &clash).await;
-    let blocked = || async {
-        diesel::sql_query(
-            "SELECT count(*) AS n FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
-        )
-        .bind::<diesel::sql_types::Integer, _>(i32::try_from(pid.n).unwrap_or_default())
-        .get_result::<N>(&mut env.pg().await)
-        .await
-        .expect("pg_stat_activity")
-        .n
-    };
-    eventually(DRAIN, blocked, 1).await;
-    sql_on(&mut other, "COMMIT").await;
-
-    // A later batch proves the clash's batch is done.
-    publish(&publisher, &message(sale, "yara")).await;
-    eventually(DRAIN, || env.order_count(sale), 2).await;
-    assert_eq!(env.held(sale).await, 1, "only yara's row holds a unit");
-    assert_eq!(dead_letters(&env).await, 0);
-    writer.stop().await;
-    publisher.close().await;
-    env.cleanup().await;
-}
-
-async fn sql_on(conn: &mut diesel_async::AsyncPgConnection, statement: &str) {
-    diesel::sql_query(statement)
-        .execute(conn)
-        .await
-        .unwrap_or_else(|e| panic!("{statement}: {e}"));
 }
