@@ -39,6 +39,12 @@ pub trait BatchHandler: Send + Sync + 'static {
         &self,
         batch: &[Message],
     ) -> impl Future<Output = Result<Vec<Settle>, HandleError>> + Send;
+
+    /// Whether the handler's dependencies work right now. Asked before a failing batch is split or a
+    /// message dead-lettered, so a failure that was really an outage never costs a message.
+    fn healthy(&self) -> impl Future<Output = bool> + Send {
+        async { true }
+    }
 }
 
 /// `flashsale_messages_total{queue,result}`, `flashsale_consumer_batch_failures_total{queue,cause}` and

@@ -4,7 +4,10 @@
 //!   is waited out with backoff, forever, and never dead-letters anything;
 //! - any other failure is retried `attempts_before_split` times, then the batch is split in halves, each
 //!   handled on its own, until the one message that fails alone is found and dead-lettered while its
-//!   neighbours are written.
+//!   neighbours are written;
+//! - before each split and each dead-letter the handler is asked whether its dependencies are healthy
+//!   ([`BatchHandler::healthy`]): an outage it could not tell from its error (a server shutting down, a
+//!   database turned read-only) then counts as an outage, not against the messages.
 //!
 //! RabbitMQ 3.10-3.13 also counts a closed channel as a delivery of a quorum queue, so the broker cannot tell
 //! a broker blip from a bad message; the queue's delivery limit stays only as a high last resort (a message
@@ -91,6 +94,11 @@ pub(crate) async fn resolve<H: BatchHandler>(
                     if failures < policy.attempts_before_split {
                         tracing::warn!(queue, messages = part.len(), failures, error = %error, "batch failed; retrying");
                         failing.next_delay()
+                    } else if !handler.healthy().await {
+                        // Decide nothing about the messages while a dependency is down; ask again next time.
+                        failures -= 1;
+                        tracing::warn!(queue, messages = part.len(), error = %error, "batch failed while a dependency is unhealthy; retrying");
+                        outage.next_delay()
                     } else if part.len() == 1 {
                         tracing::error!(queue, message_id = part[0].message_id.as_deref().unwrap_or("-"),
                             failures, error = %error, "message fails on its own; dead-lettering it");
@@ -120,14 +128,23 @@ mod tests {
     use super::*;
     use std::sync::Mutex;
 
-    /// Fails every batch holding a body from `poison`; answers `outages` outages first.
+    /// Fails every batch holding a body from `poison`; answers `outages` outages first. While `sick` is above
+    /// 0 every batch fails (not as an outage) and `healthy` says no, counting down.
     struct Handler {
         poison: Vec<u8>,
         outages: Mutex<u32>,
+        sick: Mutex<u32>,
         calls: Mutex<u32>,
     }
 
     impl BatchHandler for Handler {
+        async fn healthy(&self) -> bool {
+            let mut sick = self.sick.lock().expect("lock");
+            let healthy = *sick == 0;
+            *sick = sick.saturating_sub(1);
+            healthy
+        }
+
         async fn handle(&self, batch: &[Message]) -> Result<Vec<Settle>, HandleError> {
             *self.calls.lock().expect("lock") += 1;
             {
@@ -136,6 +153,11 @@ mod tests {
                     *outages -= 1;
                     return Err(HandleError::Outage(anyhow::anyhow!("connection refused")));
                 }
+            }
+            if *self.sick.lock().expect("lock") > 0 {
+                return Err(HandleError::Failed(anyhow::anyhow!(
+                    "read-only transaction"
+                )));
             }
             if batch.iter().any(|m| self.poison.contains(&m.body[0])) {
                 return Err(HandleError::Failed(anyhow::anyhow!("poison")));
@@ -178,8 +200,19 @@ mod tests {
         Handler {
             poison: poison.to_vec(),
             outages: Mutex::new(outages),
+            sick: Mutex::new(0),
             calls: Mutex::new(0),
         }
+    }
+
+    #[tokio::test]
+    async fn failures_while_unhealthy_never_split_nor_dead_letter() {
+        let mut h = handler(&[], 0);
+        h.sick = Mutex::new(10);
+        let settles = run(&h, 8, 1).await.expect("not cancelled");
+        assert_eq!(settles, vec![Settle::Ack; 8]);
+        // One batch, retried whole until the dependency was healthy again: never split into parts.
+        assert_eq!(*h.calls.lock().expect("lock"), 11);
     }
 
     #[tokio::test]

@@ -43,6 +43,14 @@ const REJECT_BUYER: &str = "the buyer already holds an active order in this sale
 const REJECT_STOCK: &str = "the sale's recorded stock is exhausted";
 
 impl BatchHandler for OrderWriter {
+    /// PostgreSQL answers and takes writes: asked before a failing batch is split or a message dead-lettered.
+    async fn healthy(&self) -> bool {
+        match self.pool.get().await {
+            Ok(mut conn) => flashsale_store::writable(&mut conn).await.unwrap_or(false),
+            Err(_) => false,
+        }
+    }
+
     async fn handle(&self, batch: &[Message]) -> Result<Vec<Settle>, HandleError> {
         let mut settles = vec![Settle::Ack; batch.len()];
         let mut decoded: Vec<(usize, ReservationCreated)> = Vec::with_capacity(batch.len());
@@ -134,7 +142,8 @@ fn pool_error(e: PoolError) -> HandleError {
     HandleError::Outage(anyhow::Error::new(e).context("acquiring a PostgreSQL connection"))
 }
 
-/// A lost connection is an outage; any other error (a constraint, a trigger, a bug) may lie in a message.
+/// A lost connection or a read-only server is an outage; any other error (a constraint, a trigger, a bug) may
+/// lie in a message. Errors this cannot tell apart (a server shutting down mid-batch) are caught by `healthy`.
 fn query_error(e: DieselError) -> HandleError {
     let outage = is_outage(&e);
     let e = anyhow::Error::new(e).context("writing a batch of orders");
@@ -149,7 +158,10 @@ fn query_error(e: DieselError) -> HandleError {
 fn is_outage(e: &DieselError) -> bool {
     match e {
         DieselError::DatabaseError(
-            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            DatabaseErrorKind::ClosedConnection
+            | DatabaseErrorKind::UnableToSendCommand
+            // A replica after a failover: no message can be written until a primary is back.
+            | DatabaseErrorKind::ReadOnlyTransaction,
             _,
         )
         | DieselError::BrokenTransactionManager => true,

@@ -245,24 +245,17 @@ async fn a_database_outage_dead_letters_nothing() {
         .collect();
     futures_util::future::join_all(messages.iter().map(|m| publish(&publisher, m))).await;
     // Several failed attempts while PostgreSQL is unreachable, every one of them recognised as an outage.
-    let attempts = |cause: &'static str| {
-        let base = writer.base.clone();
-        async move {
-            metric(
-                &base,
-                "flashsale_consumer_batch_failures_total",
-                &format!("cause=\"{cause}\""),
-            )
-            .await
-        }
-    };
     eventually(
         Duration::from_secs(60),
-        || async { attempts("outage").await >= 6.0 },
+        || async { failed_attempts(&writer.base, "outage").await >= 6.0 },
         true,
     )
     .await;
-    assert_eq!(attempts("failed").await, 0.0, "an outage is not a failure");
+    assert_eq!(
+        failed_attempts(&writer.base, "failed").await,
+        0.0,
+        "an outage is not a failure"
+    );
     assert_eq!(env.order_count(sale).await, 0);
     proxy.pass();
 
@@ -273,6 +266,58 @@ async fn a_database_outage_dead_letters_nothing() {
         "an outage dead-letters nothing"
     );
     assert_eq!(env.held(sale).await, 30);
+    writer.stop().await;
+    publisher.close().await;
+    env.cleanup().await;
+}
+
+/// Failed attempts of order-writer's batches so far, by cause (`outage` or `failed`).
+async fn failed_attempts(base: &str, cause: &str) -> f64 {
+    metric(
+        base,
+        "flashsale_consumer_batch_failures_total",
+        &format!("cause=\"{cause}\""),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_that_refuses_writes_dead_letters_nothing() {
+    let env = TestEnv::new().await;
+    let sale = sale(&env, 100).await;
+    // Every insert refused as by a read-only server (a replica after a failover), in this test's schema only.
+    sql(
+        &env,
+        "CREATE FUNCTION read_only() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           RAISE EXCEPTION 'read-only' USING ERRCODE = 'read_only_sql_transaction'; END $$",
+    )
+    .await;
+    sql(
+        &env,
+        "CREATE TRIGGER read_only BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION read_only()",
+    )
+    .await;
+    let publisher = publisher(&env).await;
+    for i in 0..10 {
+        publish(&publisher, &message(sale, &format!("buyer-{i}"))).await;
+    }
+    let writer = env.spawn_order_writer().await;
+    eventually(
+        Duration::from_secs(60),
+        || async { failed_attempts(&writer.base, "outage").await >= 6.0 },
+        true,
+    )
+    .await;
+    assert_eq!(failed_attempts(&writer.base, "failed").await, 0.0);
+    assert_eq!(dead_letters(&env).await, 0);
+
+    sql(&env, "DROP TRIGGER read_only ON orders").await;
+    eventually(DRAIN, || env.order_count(sale), 10).await;
+    assert_eq!(
+        dead_letters(&env).await,
+        0,
+        "refused writes dead-letter nothing"
+    );
     writer.stop().await;
     publisher.close().await;
     env.cleanup().await;
