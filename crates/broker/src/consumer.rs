@@ -1,17 +1,21 @@
-//! The batch consumer: a bounded prefetch, batches of up to N deliveries (or whatever arrived within the
+//! The batch consumer: a bounded prefetch, batches of up to N messages (or whatever arrived within the
 //! linger), settled only after the handler committed, and its own reconnect loop.
 //!
-//! The handler decides per message: `Ack`, or `DeadLetter` (undecodable, violates a rule: nack without requeue,
-//! so the queue's dead-letter exchange takes it). A handler error means "transient" (the database is down): the
-//! same batch is retried with backoff, unacknowledged, so a crash at any point redelivers it.
+//! The handler sees [`Message`]s (no lapin types) and decides per message: `Ack`, or `DeadLetter`
+//! (undecodable, violates a rule: nack without requeue, so the queue's dead-letter exchange takes it). A
+//! handler error is settled by [`crate::poison`]: an outage is retried forever, any other failure is retried
+//! and then split until the one message at fault is dead-lettered. Nothing is acknowledged before the handler
+//! committed, so a crash at any point redelivers the batch.
 
 use crate::backoff::Backoff;
+use crate::message::Message;
 use crate::names::Names;
+use crate::poison::{self, HandleError, RetryPolicy};
 use crate::topology;
 use flashsale_platform::metrics::{counter_vec, histogram_vec};
 use flashsale_platform::settings::AmqpSettings;
 use futures_util::StreamExt;
-use lapin::message::Delivery;
+use lapin::Acker;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use prometheus::{HistogramVec, IntCounterVec, Registry};
@@ -29,17 +33,26 @@ pub enum Settle {
 }
 
 pub trait BatchHandler: Send + Sync + 'static {
-    /// One settlement per delivery, in order, once the batch's effects are committed.
+    /// One settlement per message, in order, once the batch's effects are committed. An error commits
+    /// nothing; it says whether a dependency is down ([`HandleError::Outage`]) or the batch failed.
     fn handle(
         &self,
-        batch: &[Delivery],
-    ) -> impl Future<Output = anyhow::Result<Vec<Settle>>> + Send;
+        batch: &[Message],
+    ) -> impl Future<Output = Result<Vec<Settle>, HandleError>> + Send;
+
+    /// Whether the handler's dependencies work right now. Asked before a failing batch is split or a
+    /// message dead-lettered, so a failure that was really an outage never costs a message.
+    fn healthy(&self) -> impl Future<Output = bool> + Send {
+        async { true }
+    }
 }
 
-/// `flashsale_messages_total{queue,result}` and `flashsale_consumer_batch_size{queue}`.
+/// `flashsale_messages_total{queue,result}`, `flashsale_consumer_batch_failures_total{queue,cause}` and
+/// `flashsale_consumer_batch_size{queue}`.
 #[derive(Clone)]
 pub struct ConsumerMetrics {
     messages: IntCounterVec,
+    failures: IntCounterVec,
     batch_size: HistogramVec,
 }
 
@@ -51,6 +64,13 @@ impl ConsumerMetrics {
                 "flashsale_messages_total",
                 "Messages settled by consumers, by queue and result (ack, dead_letter, retry)",
                 &["queue", "result"],
+            ),
+            failures: counter_vec(
+                registry,
+                "flashsale_consumer_batch_failures_total",
+                "Failed attempts at a batch (or a part of one), by cause: outage (a dependency is down, \
+                 retried forever) or failed (retried, then split to isolate the message at fault)",
+                &["queue", "cause"],
             ),
             batch_size: histogram_vec(
                 registry,
@@ -65,11 +85,25 @@ impl ConsumerMetrics {
     }
 }
 
+impl ConsumerMetrics {
+    pub(crate) fn retried(&self, queue: &str, messages: usize, error: &HandleError) {
+        let cause = match error {
+            HandleError::Outage(_) => "outage",
+            HandleError::Failed(_) => "failed",
+        };
+        self.failures.with_label_values(&[queue, cause]).inc();
+        self.messages
+            .with_label_values(&[queue, "retry"])
+            .inc_by(messages as u64);
+    }
+}
+
 pub struct ConsumeOptions {
     pub role: String,
     pub queue: String,
     pub batch_size: usize,
     pub linger: Duration,
+    pub retry: RetryPolicy,
 }
 
 /// Consumes until `shutdown`, reconnecting as often as needed. `connected` mirrors whether a consumer is
@@ -150,16 +184,25 @@ async fn session<H: BatchHandler>(
             _ = shutdown.cancelled() => break Ok(()),
             next = consumer.next() => next,
         };
-        let mut batch = match first {
-            Some(Ok(d)) => vec![d],
+        let (mut batch, mut ackers) = (Vec::new(), Vec::new());
+        match first {
+            Some(Ok(d)) => {
+                let (m, a) = Message::from_delivery(d);
+                batch.push(m);
+                ackers.push(a);
+            }
             Some(Err(e)) => break Err(e.into()),
             None => break Err(anyhow::anyhow!("the broker cancelled the consumer")),
-        };
+        }
         let deadline = Instant::now() + opts.linger;
         let mut broken = None;
         while batch.len() < opts.batch_size {
             match tokio::time::timeout_at(deadline, consumer.next()).await {
-                Ok(Some(Ok(d))) => batch.push(d),
+                Ok(Some(Ok(d))) => {
+                    let (m, a) = Message::from_delivery(d);
+                    batch.push(m);
+                    ackers.push(a);
+                }
                 Ok(Some(Err(e))) => {
                     broken = Some(anyhow::Error::from(e));
                     break;
@@ -175,12 +218,13 @@ async fn session<H: BatchHandler>(
             .batch_size
             .with_label_values(&[opts.queue.as_str()])
             .observe(batch.len() as f64);
-        let Some(settles) = handle_with_retry(handler, &batch, opts, metrics, shutdown).await
+        let Some(settles) =
+            poison::resolve(handler, &batch, &opts.retry, &opts.queue, metrics, shutdown).await
         else {
             // Shutting down with an uncommitted batch: leave it unacknowledged, the broker redelivers it.
             break Ok(());
         };
-        settle(&batch, &settles, &opts.queue, metrics).await?;
+        settle(&ackers, &settles, &opts.queue, metrics).await?;
         if let Some(e) = broken {
             break Err(e);
         }
@@ -196,52 +240,19 @@ async fn session<H: BatchHandler>(
     result
 }
 
-async fn handle_with_retry<H: BatchHandler>(
-    handler: &H,
-    batch: &[Delivery],
-    opts: &ConsumeOptions,
-    metrics: &ConsumerMetrics,
-    shutdown: &CancellationToken,
-) -> Option<Vec<Settle>> {
-    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
-    loop {
-        match handler.handle(batch).await {
-            Ok(settles) if settles.len() == batch.len() => return Some(settles),
-            Ok(settles) => {
-                tracing::error!(
-                    got = settles.len(),
-                    want = batch.len(),
-                    "handler settled the wrong number of messages"
-                );
-            }
-            Err(error) => {
-                metrics
-                    .messages
-                    .with_label_values(&[opts.queue.as_str(), "retry"])
-                    .inc_by(batch.len() as u64);
-                tracing::warn!(queue = %opts.queue, error = format!("{error:#}"), "batch failed; retrying");
-            }
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return None,
-            _ = tokio::time::sleep(backoff.next_delay()) => {}
-        }
-    }
-}
-
 /// Dead-letters the refused deliveries one by one, then acknowledges the rest with one `multiple` ack.
 async fn settle(
-    batch: &[Delivery],
+    batch: &[Acker],
     settles: &[Settle],
     queue: &str,
     metrics: &ConsumerMetrics,
 ) -> anyhow::Result<()> {
     let mut last_ack = None;
     let (mut acked, mut dead) = (0u64, 0u64);
-    for (delivery, settle) in batch.iter().zip(settles) {
+    for (acker, settle) in batch.iter().zip(settles) {
         match settle {
             Settle::DeadLetter => {
-                delivery
+                acker
                     .nack(BasicNackOptions {
                         multiple: false,
                         requeue: false,
@@ -250,13 +261,13 @@ async fn settle(
                 dead += 1;
             }
             Settle::Ack => {
-                last_ack = Some(delivery);
+                last_ack = Some(acker);
                 acked += 1;
             }
         }
     }
-    if let Some(delivery) = last_ack {
-        delivery.ack(BasicAckOptions { multiple: true }).await?;
+    if let Some(acker) = last_ack {
+        acker.ack(BasicAckOptions { multiple: true }).await?;
     }
     metrics
         .messages

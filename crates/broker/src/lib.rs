@@ -6,12 +6,17 @@
 pub mod backoff;
 mod confirms;
 pub mod consumer;
+pub mod depth;
+pub mod message;
 pub mod names;
+pub mod poison;
 pub mod publisher;
 pub mod topology;
 
 pub use consumer::{BatchHandler, ConsumeOptions, ConsumerMetrics, Settle, consume_batches};
+pub use message::Message;
 pub use names::Names;
+pub use poison::{HandleError, RetryPolicy};
 pub use publisher::{PublishError, Publisher};
 
 use anyhow::Context;

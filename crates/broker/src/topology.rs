@@ -14,7 +14,9 @@
 //! passive declare), so a configuration change never stops a service; docs/operations.md says how to migrate.
 
 use crate::names::{EXPIRY_DUE_KEY, Names};
-use flashsale_domain::messages::{RESERVATION_CREATED, RESERVATION_REJECTED, routing_key_for_window};
+use flashsale_domain::messages::{
+    RESERVATION_CREATED, RESERVATION_REJECTED, routing_key_for_window,
+};
 use flashsale_platform::settings::{AmqpSettings, QueueType};
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};

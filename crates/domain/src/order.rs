@@ -7,6 +7,11 @@ use std::str::FromStr;
 /// `pending_payment → paid | expired` once; `rejected` is written directly when the database's stock guard
 /// refuses a reservation (possible only after Redis lost writes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(
+    feature = "diesel",
+    derive(diesel::expression::AsExpression, diesel::deserialize::FromSqlRow)
+)]
+#[cfg_attr(feature = "diesel", diesel(sql_type = diesel::sql_types::Text))]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
     PendingPayment,
@@ -58,6 +63,28 @@ impl FromStr for OrderStatus {
             "rejected" => Self::Rejected,
             other => return Err(UnknownStatus(other.to_owned())),
         })
+    }
+}
+
+/// `orders.status` is TEXT (with a CHECK listing the four values): the enum is written and read as its text.
+#[cfg(feature = "diesel")]
+mod sql {
+    use super::OrderStatus;
+    use diesel::deserialize::{self, FromSql};
+    use diesel::pg::{Pg, PgValue};
+    use diesel::serialize::{self, Output, ToSql};
+    use diesel::sql_types::Text;
+
+    impl ToSql<Text, Pg> for OrderStatus {
+        fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
+            <str as ToSql<Text, Pg>>::to_sql(self.as_str(), out)
+        }
+    }
+
+    impl FromSql<Text, Pg> for OrderStatus {
+        fn from_sql(bytes: PgValue<'_>) -> deserialize::Result<Self> {
+            Ok(<String as FromSql<Text, Pg>>::from_sql(bytes)?.parse()?)
+        }
     }
 }
 

@@ -115,6 +115,8 @@ pub struct OrderWriterSettings {
     pub batch_size: usize,
     pub batch_linger_ms: u64,
     pub shutdown_grace_ms: u64,
+    pub failed_batch_attempts: u32,
+    pub dead_letter_poll_ms: u64,
 }
 
 /// `FLASHSALE__SECTION__KEY`, every value a string (no `try_parsing`: see the module docs).
@@ -181,6 +183,14 @@ impl Settings {
         anyhow::ensure!(
             self.order_writer.batch_size > 0 && self.order_writer.batch_size <= 5000,
             "order_writer.batch_size must be 1..=5000"
+        );
+        anyhow::ensure!(
+            (1..=100).contains(&self.order_writer.failed_batch_attempts),
+            "order_writer.failed_batch_attempts must be 1..=100"
+        );
+        anyhow::ensure!(
+            self.order_writer.dead_letter_poll_ms >= 100,
+            "order_writer.dead_letter_poll_ms must be at least 100"
         );
         anyhow::ensure!(
             usize::from(self.amqp.prefetch) >= self.order_writer.batch_size,

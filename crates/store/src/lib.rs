@@ -9,4 +9,4 @@ pub mod sales;
 pub mod schema;
 
 pub use diesel_async::pooled_connection::bb8::RunError as PoolError;
-pub use pool::{Conn, PgPool, StoreError, connect, migrate, ping};
+pub use pool::{Conn, PgPool, StoreError, connect, migrate, ping, writable};

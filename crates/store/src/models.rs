@@ -3,6 +3,7 @@
 use crate::schema::{orders, sales};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use flashsale_domain::OrderStatus;
 use uuid::Uuid;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -40,7 +41,7 @@ pub struct OrderRow {
     pub user_id: String,
     pub quantity: i32,
     pub amount_minor: i64,
-    pub status: String,
+    pub status: OrderStatus,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub paid_at: Option<DateTime<Utc>>,
@@ -55,7 +56,7 @@ pub struct NewOrderRow {
     pub user_id: String,
     pub quantity: i32,
     pub amount_minor: i64,
-    pub status: String,
+    pub status: OrderStatus,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
 }

@@ -8,10 +8,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use flashsale_domain::{OrderId, OrderStatus, SaleId, UserId};
 use uuid::Uuid;
 
-const ACTIVE: [&str; 2] = [
-    OrderStatus::PendingPayment.as_str(),
-    OrderStatus::Paid.as_str(),
-];
+const ACTIVE: [OrderStatus; 2] = [OrderStatus::PendingPayment, OrderStatus::Paid];
 
 pub async fn find(conn: &mut AsyncPgConnection, id: OrderId) -> QueryResult<Option<OrderRow>> {
     orders::table
@@ -41,7 +38,7 @@ pub async fn of_buyer(
 pub async fn statuses(
     conn: &mut AsyncPgConnection,
     ids: &[Uuid],
-) -> QueryResult<Vec<(Uuid, String)>> {
+) -> QueryResult<Vec<(Uuid, OrderStatus)>> {
     orders::table
         .filter(orders::id.eq_any(ids))
         .select((orders::id, orders::status))
@@ -55,12 +52,12 @@ pub async fn active_buyers(
     conn: &mut AsyncPgConnection,
     sale_ids: &[i64],
     user_ids: &[&str],
-) -> QueryResult<Vec<(i64, String)>> {
+) -> QueryResult<Vec<(i64, String, Uuid)>> {
     orders::table
         .filter(orders::sale_id.eq_any(sale_ids))
         .filter(orders::user_id.eq_any(user_ids))
         .filter(orders::status.eq_any(ACTIVE))
-        .select((orders::sale_id, orders::user_id))
+        .select((orders::sale_id, orders::user_id, orders::id))
         .load(conn)
         .await
 }
@@ -79,13 +76,23 @@ pub async fn active_of_sale(
         .await
 }
 
-/// Inserts many orders in one statement; rows that exist already are left alone (idempotent on redelivery).
+/// Inserts many orders in one statement and returns the ids actually inserted. Only a row whose id exists
+/// already is skipped (idempotent on redelivery); a conflict on any other unique index (a second active
+/// order of one buyer) raises, so it can never pass for written. Callers count `held` from the returned ids.
 /// The columns travel as eight arrays through `unnest`: one statement of fixed shape whatever the batch size,
 /// instead of a VALUES list of eight parameters a row that PostgreSQL parses and plans anew each time.
-pub async fn insert_many(conn: &mut AsyncPgConnection, rows: &[NewOrderRow]) -> QueryResult<usize> {
+pub async fn insert_many(
+    conn: &mut AsyncPgConnection,
+    rows: &[NewOrderRow],
+) -> QueryResult<Vec<Uuid>> {
     use diesel::sql_types::{Array, BigInt, Integer, Text, Timestamptz, Uuid as SqlUuid};
+    #[derive(QueryableByName)]
+    struct Inserted {
+        #[diesel(sql_type = SqlUuid)]
+        id: Uuid,
+    }
     if rows.is_empty() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
 
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
@@ -93,14 +100,15 @@ pub async fn insert_many(conn: &mut AsyncPgConnection, rows: &[NewOrderRow]) -> 
     let users: Vec<&str> = rows.iter().map(|r| r.user_id.as_str()).collect();
     let quantities: Vec<i32> = rows.iter().map(|r| r.quantity).collect();
     let amounts: Vec<i64> = rows.iter().map(|r| r.amount_minor).collect();
-    let statuses: Vec<&str> = rows.iter().map(|r| r.status.as_str()).collect();
+    let statuses: Vec<OrderStatus> = rows.iter().map(|r| r.status).collect();
     let created: Vec<DateTime<Utc>> = rows.iter().map(|r| r.created_at).collect();
     let expires: Vec<DateTime<Utc>> = rows.iter().map(|r| r.expires_at).collect();
-    diesel::sql_query(
+    let inserted: Vec<Inserted> = diesel::sql_query(
         "INSERT INTO orders (id, sale_id, user_id, quantity, amount_minor, status, created_at, expires_at) \
          SELECT * FROM unnest($1::uuid[], $2::int8[], $3::text[], $4::int4[], $5::int8[], $6::text[], \
                               $7::timestamptz[], $8::timestamptz[]) \
-         ON CONFLICT DO NOTHING",
+         ON CONFLICT (id) DO NOTHING \
+         RETURNING id",
     )
     .bind::<Array<SqlUuid>, _>(&ids)
     .bind::<Array<BigInt>, _>(&sale_ids)
@@ -110,6 +118,7 @@ pub async fn insert_many(conn: &mut AsyncPgConnection, rows: &[NewOrderRow]) -> 
     .bind::<Array<Text>, _>(&statuses)
     .bind::<Array<Timestamptz>, _>(&created)
     .bind::<Array<Timestamptz>, _>(&expires)
-    .execute(conn)
-    .await
+    .load(conn)
+    .await?;
+    Ok(inserted.into_iter().map(|r| r.id).collect())
 }

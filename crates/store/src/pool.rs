@@ -99,3 +99,19 @@ pub async fn migrate(url: &str) -> anyhow::Result<()> {
     .await
     .context("migration task panicked")?
 }
+
+/// Whether this connection can write: the server is a primary and not in read-only mode (after a failover
+/// the old address may lead to a replica that answers reads but refuses every write).
+pub async fn writable(conn: &mut AsyncPgConnection) -> Result<bool, DieselError> {
+    #[derive(diesel::QueryableByName)]
+    struct Writable {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        writable: bool,
+    }
+    let row: Writable = diesel::sql_query(
+        "SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off' AS writable",
+    )
+    .get_result(conn)
+    .await?;
+    Ok(row.writable)
+}

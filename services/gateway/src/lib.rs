@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod error;
 pub mod metrics;
 pub mod outbox;
+pub mod rejected;
 pub mod reserve;
 pub mod routes;
 pub mod state;
@@ -150,6 +151,11 @@ impl App {
             Duration::from_millis(settings.gateway.warm_interval_ms),
             loops.clone(),
         ));
+        background.spawn(clear_rejected(
+            state.clone(),
+            settings.amqp.clone(),
+            loops.clone(),
+        ));
         background.close();
 
         let server = http_server(state.clone(), &settings, listener)?;
@@ -188,6 +194,29 @@ impl App {
         tracing::info!("gateway stopped");
         Ok(())
     }
+}
+
+/// Consumes `reservation.rejected` until `shutdown` and clears each refused reservation from Redis.
+async fn clear_rejected(
+    state: AppState,
+    amqp: flashsale_platform::settings::AmqpSettings,
+    shutdown: CancellationToken,
+) {
+    let names = Names::new(&amqp.prefix);
+    let opts = flashsale_broker::ConsumeOptions {
+        role: "gateway-rejected".into(),
+        queue: names.gateway_rejected_queue(),
+        batch_size: 100,
+        linger: Duration::from_millis(5),
+        retry: flashsale_broker::RetryPolicy::new(3),
+    };
+    let handler = Arc::new(rejected::ClearRejected {
+        stock: state.stock.clone(),
+    });
+    let metrics = flashsale_broker::ConsumerMetrics::new(&state.registry);
+    let attached = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    flashsale_broker::consume_batches(amqp, names, opts, handler, metrics, attached, shutdown)
+        .await;
 }
 
 fn http_server(

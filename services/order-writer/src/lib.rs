@@ -1,14 +1,17 @@
 //! order-writer: consumes `reservation.created` from `<prefix>order-writer` in batches and writes orders.
 //!
 //! Reads `[postgres]`, `[amqp]`, `[order_writer]` and `[telemetry]`. Serves `/healthz`, `/readyz` and
-//! `/metrics` on `order_writer.listen` (8082).
+//! `/metrics` on `order_writer.listen` (8082), including the dead-letter queue's depth
+//! (`flashsale_dead_letter_messages`, read every `order_writer.dead_letter_poll_ms`).
 
 pub mod metrics;
 pub mod writer;
 
 use actix_web::{App as HttpApp, HttpResponse, HttpServer, web};
 use anyhow::Context;
-use flashsale_broker::{ConsumeOptions, ConsumerMetrics, Names, Publisher, consume_batches};
+use flashsale_broker::{
+    ConsumeOptions, ConsumerMetrics, Names, Publisher, RetryPolicy, consume_batches,
+};
 use flashsale_platform::Settings;
 use flashsale_platform::http::{healthz, readiness_response};
 use flashsale_platform::metrics::{HttpMetrics, render, track_http};
@@ -106,16 +109,26 @@ impl App {
         let server_task = tokio::spawn(server);
 
         let names = Names::new(&self.settings.amqp.prefix);
+        let writer_metrics = metrics::WriterMetrics::new(&self.registry);
+        let depth = tokio::spawn(flashsale_broker::depth::watch_depth(
+            self.settings.amqp.clone(),
+            "order-writer-dead-letter-probe".into(),
+            names.dead_queue(),
+            writer_metrics.dead_letter_depth.clone(),
+            Duration::from_millis(self.settings.order_writer.dead_letter_poll_ms),
+            shutdown.clone(),
+        ));
         let handler = Arc::new(writer::OrderWriter {
             pool: self.pool.clone(),
             publisher: self.publisher.clone(),
-            metrics: metrics::WriterMetrics::new(&self.registry),
+            metrics: writer_metrics,
         });
         let opts = ConsumeOptions {
             role: "order-writer".into(),
             queue: names.order_writer_queue(),
             batch_size: self.settings.order_writer.batch_size,
             linger: Duration::from_millis(self.settings.order_writer.batch_linger_ms),
+            retry: RetryPolicy::new(self.settings.order_writer.failed_batch_attempts),
         };
         let consume = consume_batches(
             self.settings.amqp.clone(),
@@ -133,6 +146,7 @@ impl App {
             consume.await;
             ops_server.stop(true).await;
             let _ = server_task.await;
+            let _ = depth.await;
             // A broker that does not answer the close handshake is gone anyway; do not wait for it.
             let _ = tokio::time::timeout(CLOSE_WITHIN, publisher.close()).await;
         });

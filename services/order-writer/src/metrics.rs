@@ -1,7 +1,7 @@
 //! order-writer's own figures, beside the shared consumer and HTTP metrics.
 
 use flashsale_platform::metrics::{counter_vec, histogram_vec};
-use prometheus::{HistogramVec, IntCounterVec, Registry};
+use prometheus::{HistogramVec, IntCounterVec, IntGauge, Registry};
 
 #[derive(Clone)]
 pub struct WriterMetrics {
@@ -13,6 +13,8 @@ pub struct WriterMetrics {
     pub dead_letters: IntCounterVec,
     /// `flashsale_order_writer_commit_seconds`: one batch's transaction.
     pub commit_seconds: HistogramVec,
+    /// `flashsale_dead_letter_messages`: messages waiting in the dead-letter queue for an operator.
+    pub dead_letter_depth: IntGauge,
 }
 
 impl WriterMetrics {
@@ -45,6 +47,19 @@ impl WriterMetrics {
                     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
                 ],
             ),
+            dead_letter_depth: gauge(
+                registry,
+                "flashsale_dead_letter_messages",
+                "Messages in the dead-letter queue (read periodically; `flashsale-admin dlq list` shows them)",
+            ),
         }
     }
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    registry
+        .register(Box::new(g.clone()))
+        .unwrap_or_else(|e| panic!("registering {name}: {e}"));
+    g
 }

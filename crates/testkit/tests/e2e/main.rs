@@ -10,6 +10,8 @@ mod lifecycle;
 mod loadtest;
 mod order_writer;
 mod orders;
+mod poison;
 mod redis_state;
 mod refusals;
+mod rejected;
 mod reservations;

@@ -24,7 +24,7 @@ struct OrderView {
     user_id: String,
     quantity: i64,
     amount: Money,
-    status: String,
+    status: OrderStatus,
     created_at: String,
     expires_at: String,
     paid_at: Option<String>,
@@ -62,9 +62,7 @@ impl From<HeldReservation> for OrderView {
             status: match r.state {
                 ReservationState::Held => OrderStatus::PendingPayment,
                 ReservationState::Rejected => OrderStatus::Rejected,
-            }
-            .as_str()
-            .to_owned(),
+            },
             created_at: rfc3339(r.created_at),
             expires_at: rfc3339(r.expires_at),
             paid_at: None,
