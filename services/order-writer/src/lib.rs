@@ -146,6 +146,8 @@ impl App {
             consume.await;
             ops_server.stop(true).await;
             let _ = server_task.await;
+            // Only a gauge: a probe stuck on a silent broker must not hold up the exit.
+            depth.abort();
             let _ = depth.await;
             // A broker that does not answer the close handshake is gone anyway; do not wait for it.
             let _ = tokio::time::timeout(CLOSE_WITHIN, publisher.close()).await;
