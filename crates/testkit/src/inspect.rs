@@ -8,6 +8,36 @@ use diesel_async::RunQueryDsl;
 use flashsale_domain::SaleId;
 
 impl TestEnv {
+    /// Messages waiting in the dead-letter queue (a passive declare: reads the count, changes nothing).
+    pub async fn dead_letters(&self) -> u32 {
+        let conn = flashsale_broker::connect(&self.settings.amqp, "test-dead-letters")
+            .await
+            .unwrap_or_else(|e| panic!("amqp: {e:#}"));
+        let ch = conn
+            .create_channel()
+            .await
+            .unwrap_or_else(|e| panic!("channel: {e}"));
+        let queue = flashsale_broker::Names::new(&self.settings.amqp.prefix).dead_queue();
+        let depth = flashsale_broker::depth::queue_depth(&ch, &queue)
+            .await
+            .unwrap_or_else(|e| panic!("dead queue {queue}: {e}"));
+        let _ = conn.close(200, "done".into()).await;
+        depth
+    }
+
+    /// Every Redis key under the sale's hash tag.
+    pub async fn keys_of_sale(&self, sale: SaleId) -> Vec<String> {
+        let pattern = format!("{}{{sale:{}}}:*", self.stock.keys().prefix(), sale.get());
+        let mut conn = self
+            .redis()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap_or_else(|e| panic!("redis: {e}"));
+        crate::prepare::scan(&mut conn, &pattern)
+            .await
+            .unwrap_or_else(|e| panic!("scan: {e:#}"))
+    }
+
     /// Units Redis says are left (`None` when the sale has no state there).
     pub async fn remaining(&self, sale: SaleId) -> Option<i64> {
         let mut conn = self

@@ -106,7 +106,7 @@ async fn sweep_stale(admin: &str) -> anyhow::Result<()> {
 }
 
 /// Every key matching `pattern`, with an explicit SCAN cursor loop.
-pub(crate) async fn scan(
+pub async fn scan(
     redis: &mut redis::aio::MultiplexedConnection,
     pattern: &str,
 ) -> anyhow::Result<Vec<String>> {

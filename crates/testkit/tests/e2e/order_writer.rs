@@ -5,8 +5,6 @@ use flashsale_broker::{Names, Publisher};
 use flashsale_domain::{Money, OrderId, ReservationCreated, SaleId, UserId};
 use flashsale_testkit::env::DRAIN;
 use flashsale_testkit::{SaleSpec, TestEnv, eventually};
-use lapin::options::QueueDeclareOptions;
-use lapin::types::FieldTable;
 use prometheus::Registry;
 
 fn message(sale: SaleId, user: &str) -> ReservationCreated {
@@ -29,29 +27,6 @@ async fn publish(p: &Publisher, m: &ReservationCreated) {
     p.publish(&m.routing_key(), &m.order_id.to_string(), &body)
         .await
         .expect("published");
-}
-
-async fn dead_letters(env: &TestEnv) -> u32 {
-    let conn = flashsale_broker::connect(&env.settings.amqp, "dead-letter-count")
-        .await
-        .expect("amqp");
-    let ch = conn.create_channel().await.expect("channel");
-    let q = ch
-        .queue_declare(
-            Names::new(&env.settings.amqp.prefix)
-                .dead_queue()
-                .as_str()
-                .into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("dead queue exists");
-    let _ = conn.close(200, "done".into()).await;
-    q.message_count()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -113,7 +88,7 @@ async fn redeliveries_poison_and_the_stock_guard() {
         ..message(sale, "uri")
     };
     publish(&publisher, &zero).await;
-    eventually(DRAIN, || dead_letters(&env), 3).await;
+    eventually(DRAIN, || env.dead_letters(), 3).await;
     assert_eq!(env.order_count(sale).await, 4);
     publisher.close().await;
     env.cleanup().await;

@@ -11,7 +11,7 @@ use flashsale_domain::{Money, OrderId, ReservationCreated, SaleId, UserId};
 use flashsale_testkit::env::DRAIN;
 use flashsale_testkit::{SaleSpec, TcpProxy, TestEnv, eventually};
 use futures_util::StreamExt;
-use lapin::options::{BasicConsumeOptions, BasicGetOptions, BasicQosOptions, QueueDeclareOptions};
+use lapin::options::{BasicConsumeOptions, BasicGetOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use prometheus::Registry;
 use secrecy::{ExposeSecret, SecretString};
@@ -62,30 +62,6 @@ async fn sql(env: &TestEnv, statement: &str) {
         .execute(&mut env.pg().await)
         .await
         .unwrap_or_else(|e| panic!("{statement}: {e}"));
-}
-
-/// Messages in the dead-letter queue (a passive declare: reads the count, changes nothing).
-async fn dead_letters(env: &TestEnv) -> u32 {
-    let conn = flashsale_broker::connect(&env.settings.amqp, "test-dead-letters")
-        .await
-        .expect("amqp");
-    let ch = conn.create_channel().await.expect("channel");
-    let q = ch
-        .queue_declare(
-            Names::new(&env.settings.amqp.prefix)
-                .dead_queue()
-                .as_str()
-                .into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("dead queue exists");
-    let _ = conn.close(200, "done".into()).await;
-    q.message_count()
 }
 
 /// The `message_id`s in the dead-letter queue, read without acknowledging (closing the channel puts them back).
@@ -169,14 +145,14 @@ async fn channel_closures_beyond_the_old_delivery_limit_never_dead_letter_a_rese
     }
     let _ = conn.close(200, "done".into()).await;
     assert_eq!(
-        (delivered, dead_letters(&env).await),
+        (delivered, env.dead_letters().await),
         (CLOSURES, 0),
         "the reservation must survive {CLOSURES} channel closures (deliveries seen, dead letters)"
     );
 
     let _writer = env.spawn_order_writer().await;
     eventually(DRAIN, || env.order_count(sale), 1).await;
-    assert_eq!(dead_letters(&env).await, 0);
+    assert_eq!(env.dead_letters().await, 0);
     publisher.close().await;
     env.cleanup().await;
 }
@@ -261,7 +237,7 @@ async fn a_database_outage_dead_letters_nothing() {
 
     eventually(DRAIN, || env.order_count(sale), 30).await;
     assert_eq!(
-        dead_letters(&env).await,
+        env.dead_letters().await,
         0,
         "an outage dead-letters nothing"
     );
@@ -309,12 +285,12 @@ async fn a_database_that_refuses_writes_dead_letters_nothing() {
     )
     .await;
     assert_eq!(failed_attempts(&writer.base, "failed").await, 0.0);
-    assert_eq!(dead_letters(&env).await, 0);
+    assert_eq!(env.dead_letters().await, 0);
 
     sql(&env, "DROP TRIGGER read_only ON orders").await;
     eventually(DRAIN, || env.order_count(sale), 10).await;
     assert_eq!(
-        dead_letters(&env).await,
+        env.dead_letters().await,
         0,
         "refused writes dead-letter nothing"
     );

@@ -17,33 +17,9 @@ async fn redis(env: &TestEnv) -> redis::aio::MultiplexedConnection {
         .unwrap_or_else(|e| panic!("redis: {e}"))
 }
 
-/// Every key under the sale's hash tag.
-async fn sale_keys(env: &TestEnv, sale: SaleId) -> Vec<String> {
-    let pattern = format!("{}{{sale:{}}}:*", env.stock.keys().prefix(), sale.get());
-    let mut conn = redis(env).await;
-    let mut keys = Vec::new();
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
-            .await
-            .unwrap_or_else(|e| panic!("scan: {e}"));
-        keys.extend(batch);
-        if next == 0 {
-            return keys;
-        }
-        cursor = next;
-    }
-}
-
 /// Redis loses everything it held about the sale (a restart without persistence, a failover).
 async fn lose_sale(env: &TestEnv, sale: SaleId) {
-    let keys = sale_keys(env, sale).await;
+    let keys = env.keys_of_sale(sale).await;
     assert!(!keys.is_empty(), "the sale had state to lose");
     let _: () = redis::cmd("DEL")
         .arg(&keys)
@@ -215,7 +191,7 @@ async fn every_key_of_a_settled_sale_has_an_end_and_the_index_drops_it() {
     )
     .await;
 
-    let keys = sale_keys(&env, sale).await;
+    let keys = env.keys_of_sale(sale).await;
     assert!(
         keys.len() >= 5,
         "sale, stock, buyers, reservations, ...: {keys:?}"

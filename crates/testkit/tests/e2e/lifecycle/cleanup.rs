@@ -108,24 +108,9 @@ async fn redis_keys(name: &str) -> Vec<String> {
         .get_multiplexed_async_connection()
         .await
         .expect("redis");
-    let mut keys = Vec::new();
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{name}:*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut redis)
-            .await
-            .expect("scan");
-        keys.extend(batch);
-        if next == 0 {
-            return keys;
-        }
-        cursor = next;
-    }
+    flashsale_testkit::prepare::scan(&mut redis, &format!("{name}:*"))
+        .await
+        .expect("scan")
 }
 
 /// A gateway and an order-writer, a sale (60 s window) and one order: what most tests leave running at cleanup.

@@ -1,6 +1,6 @@
 //! `flashsale-admin dlq` (the real binary) and the dead-letter depth gauge of order-writer.
 
-use super::{dead_letter_ids, dead_letters, message, metric, publish, publisher, sale, sql};
+use super::{dead_letter_ids, message, metric, publish, publisher, sale, sql};
 use flashsale_domain::OrderId;
 use flashsale_testkit::env::DRAIN;
 use flashsale_testkit::{TestEnv, eventually};
@@ -50,7 +50,7 @@ async fn the_admin_tool_lists_shows_and_replays_dead_letters() {
     }
     let writer = env.spawn_order_writer().await;
     eventually(DRAIN, || env.order_count(sale), 1).await;
-    eventually(DRAIN, || dead_letters(&env), 2).await;
+    eventually(DRAIN, || env.dead_letters(), 2).await;
     let depth = || metric(&writer.base, "flashsale_dead_letter_messages", "");
     eventually(DRAIN, depth, 2.0).await;
 
@@ -72,7 +72,7 @@ async fn the_admin_tool_lists_shows_and_replays_dead_letters() {
     );
     let (ok, out) = admin(&env, &["dlq", "show", &OrderId::new_v7().to_string()]).await;
     assert!(!ok, "an unknown id is an error: {out}");
-    assert_eq!(dead_letters(&env).await, 2, "reading loses nothing");
+    assert_eq!(env.dead_letters().await, 2, "reading loses nothing");
 
     // Fixed (here: the trigger goes), then replayed: the same order id becomes an order.
     sql(&env, "DROP TRIGGER refuse_two ON orders").await;

@@ -1,7 +1,7 @@
 //! `held` counts only the rows order-writer actually inserted: a conflict on another unique index raises (and
 //! the message is dead-lettered as poison), and a row with the same id that appears meanwhile adds nothing.
 
-use super::{dead_letter_ids, dead_letters, message, publish, publisher, sale, sql};
+use super::{dead_letter_ids, message, publish, publisher, sale, sql};
 use diesel_async::RunQueryDsl;
 use flashsale_domain::OrderId;
 use flashsale_testkit::env::DRAIN;
@@ -107,7 +107,7 @@ async fn a_row_that_appears_meanwhile_is_not_counted_as_held() {
     publish(&publisher, &message(sale, "yara")).await;
     eventually(DRAIN, || env.order_count(sale), 2).await;
     assert_eq!(env.held(sale).await, 1, "only yara's row holds a unit");
-    assert_eq!(dead_letters(&env).await, 0);
+    assert_eq!(env.dead_letters().await, 0);
     writer.stop().await;
     publisher.close().await;
     env.cleanup().await;
