@@ -12,7 +12,10 @@ pub mod sale;
 
 pub use error::ErrorCode;
 pub use ids::{OrderId, SaleId, UserId};
-pub use messages::{RejectCause, ReservationCreated, ReservationRejected};
+pub use messages::{
+    OrderExpired, OrderPaid, PaymentRefundRequired, RejectCause, ReservationCreated,
+    ReservationRejected,
+};
 pub use money::Money;
 pub use order::OrderStatus;
 pub use sale::{NewSale, Sale, SaleStatus};

@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 
 pub const RESERVATION_CREATED: &str = "reservation.created";
 pub const RESERVATION_REJECTED: &str = "reservation.rejected";
+/// Notifications of an order's terminal transitions, published (confirmed, not mandatory) after the commit.
+pub const ORDER_PAID: &str = "order.paid";
+pub const ORDER_EXPIRED: &str = "order.expired";
+pub const PAYMENT_REFUND_REQUIRED: &str = "payment.refund_required";
 
 /// A buyer was answered 202: one unit block is held in Redis until `expires_at`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,6 +98,58 @@ pub enum RejectCause {
 }
 
 impl ReservationRejected {
+    pub const VERSION: u8 = 1;
+}
+
+/// An order moved `pending_payment → paid` and received its shipping priority. `message_id` = the order id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderPaid {
+    pub v: u8,
+    pub order_id: OrderId,
+    pub sale_id: SaleId,
+    pub user_id: UserId,
+    pub quantity: u32,
+    pub amount: Money,
+    pub payment_id: uuid::Uuid,
+    pub paid_at: DateTime<Utc>,
+    pub shipping_priority: i64,
+}
+
+impl OrderPaid {
+    pub const VERSION: u8 = 1;
+}
+
+/// An order moved `pending_payment → expired`; its units are back on sale. `message_id` = the order id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderExpired {
+    pub v: u8,
+    pub order_id: OrderId,
+    pub sale_id: SaleId,
+    pub user_id: UserId,
+    pub quantity: u32,
+    pub expires_at: DateTime<Utc>,
+    pub expired_at: DateTime<Utc>,
+}
+
+impl OrderExpired {
+    pub const VERSION: u8 = 1;
+}
+
+/// A payment succeeded for an order that could no longer take it (expired, or paid by another payment): the
+/// money must go back to the buyer. `message_id` = the payment id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentRefundRequired {
+    pub v: u8,
+    pub payment_id: uuid::Uuid,
+    pub order_id: OrderId,
+    pub sale_id: SaleId,
+    pub user_id: UserId,
+    pub amount: Money,
+    /// The order's status when the payment arrived (`expired` or `paid`).
+    pub order_status: crate::OrderStatus,
+}
+
+impl PaymentRefundRequired {
     pub const VERSION: u8 = 1;
 }
 

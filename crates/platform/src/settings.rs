@@ -10,6 +10,12 @@ use config::{Config, Environment, File, FileFormat};
 use secrecy::SecretString;
 use serde::Deserialize;
 
+mod expiry;
+mod payment;
+
+pub use expiry::ExpirySettings;
+pub use payment::{PaymentSettings, SimulatorSettings};
+
 pub const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");
 
 #[derive(Debug, Clone, Deserialize)]
@@ -25,6 +31,8 @@ pub struct Settings {
     pub gateway: GatewaySettings,
     pub outbox: OutboxSettings,
     pub order_writer: OrderWriterSettings,
+    pub payment: PaymentSettings,
+    pub expiry: ExpirySettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -208,6 +216,8 @@ impl Settings {
             self.auth.jwt_audience.trim() == self.auth.jwt_audience,
             "auth.jwt_audience must not start or end with white space"
         );
+        self.payment.validate()?;
+        self.expiry.validate()?;
         Ok(())
     }
 }

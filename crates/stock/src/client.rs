@@ -40,6 +40,8 @@ pub(crate) struct Scripts {
     pub claim: Script,
     pub warm: Script,
     pub reject: Script,
+    pub pay: Script,
+    pub expire: Script,
 }
 
 /// The shared connection, replaced whole when the node behind it turned read-only.
@@ -66,6 +68,8 @@ impl Stock {
             claim: Script::new(include_str!("lua/claim.lua")),
             warm: Script::new(include_str!("lua/warm.lua")),
             reject: Script::new(include_str!("lua/reject.lua")),
+            pay: Script::new(include_str!("lua/pay.lua")),
+            expire: Script::new(include_str!("lua/expire.lua")),
         };
         for script in [
             &scripts.reserve,
@@ -73,6 +77,8 @@ impl Stock {
             &scripts.claim,
             &scripts.warm,
             &scripts.reject,
+            &scripts.pay,
+            &scripts.expire,
         ] {
             script.load_async(&mut conn).await?;
         }

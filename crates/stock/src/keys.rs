@@ -45,6 +45,13 @@ impl Keys {
         self.of_sale(sale, "outbox")
     }
 
+    /// Sorted set: order ids of reservations still `held`, scored by their deadline (`expires_ms`). The expiry
+    /// sweeper finds overdue reservations here whose message never reached it; paying, expiring, cancelling or
+    /// rejecting a reservation removes it.
+    pub fn deadlines(&self, sale: SaleId) -> String {
+        self.of_sale(sale, "deadlines")
+    }
+
     /// Hash: one reservation (user, qty, amount, created_ms, expires_ms, state).
     pub fn reservation(&self, sale: SaleId, order: OrderId) -> String {
         self.of_sale(sale, &format!("res:{order}"))
@@ -81,7 +88,12 @@ mod tests {
         let keys = Keys::new("fs:");
         let sale = SaleId::new(42).expect("positive");
         assert_eq!(keys.stock(sale), "fs:{sale:42}:stock");
-        for key in [keys.sale(sale), keys.buyers(sale), keys.outbox(sale)] {
+        for key in [
+            keys.sale(sale),
+            keys.buyers(sale),
+            keys.outbox(sale),
+            keys.deadlines(sale),
+        ] {
             assert!(key.starts_with("fs:{sale:42}:"), "{key}");
         }
     }

@@ -12,6 +12,7 @@ mod probe;
 mod reject;
 mod reply;
 mod reserve;
+mod settle;
 mod warm;
 
 pub use client::{Stock, StockError};
@@ -21,3 +22,4 @@ pub use model::{
     SaleSnapshot, SaleWarmup, Warmed,
 };
 pub use reject::RejectOutcome;
+pub use settle::{PaidOutcome, ReleaseOutcome};

@@ -49,6 +49,10 @@ pub enum ReservationState {
     Held,
     /// The database refused the order (Redis had lost writes); it blocks nobody and holds nothing.
     Rejected,
+    /// Paid: the units count as `sold` and the buyer keeps their entry (an active order).
+    Paid,
+    /// The payment window ended unpaid: the units went back to the stock, the buyer's entry was cleared.
+    Expired,
 }
 
 impl ReservationState {
@@ -56,6 +60,8 @@ impl ReservationState {
         match self {
             Self::Held => "held",
             Self::Rejected => "rejected",
+            Self::Paid => "paid",
+            Self::Expired => "expired",
         }
     }
 }
@@ -66,6 +72,8 @@ impl FromStr for ReservationState {
         match s {
             "held" => Ok(Self::Held),
             "rejected" => Ok(Self::Rejected),
+            "paid" => Ok(Self::Paid),
+            "expired" => Ok(Self::Expired),
             other => Err(format!("unknown reservation state {other:?}")),
         }
     }

@@ -28,6 +28,7 @@ impl Stock {
                 .key(k.stock(sale))
                 .key(k.buyers(sale))
                 .key(k.outbox(sale))
+                .key(k.deadlines(sale))
                 .arg(order.to_string())
                 .arg(if return_units { "1" } else { "0" })
                 .arg(active_order.map(|o| o.to_string()).unwrap_or_default())

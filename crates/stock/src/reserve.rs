@@ -38,6 +38,7 @@ impl Stock {
                 .key(k.buyer_rate(req.sale, req.user))
                 .key(idem)
                 .key(address)
+                .key(k.deadlines(req.sale))
                 .arg(req.order_id.to_string())
                 .arg(req.user.as_str())
                 .arg(req.quantity)
@@ -83,6 +84,7 @@ impl Stock {
                 .key(k.buyers(sale))
                 .key(k.outbox(sale))
                 .key(idem)
+                .key(k.deadlines(sale))
                 .arg(order.to_string())
                 .invoke_async(&mut self.conn())
                 .await,

@@ -45,6 +45,7 @@ impl Stock {
             .key(self.keys.stock(s.id))
             .key(self.keys.buyers(s.id))
             .key(self.keys.outbox(s.id))
+            .key(self.keys.deadlines(s.id))
             .arg(s.created_at.timestamp_micros())
             .arg(w.remaining)
             .arg(self.keys_expire_at_ms(s))

@@ -2,6 +2,7 @@
 -- 503 answer holds no stock. Refuses when a message for it may still exist or a 202 was already given for it.
 --
 -- KEYS[1] reservation hash  KEYS[2] stock  KEYS[3] buyers hash  KEYS[4] outbox zset  KEYS[5] idempotency key or ''
+-- KEYS[6] deadlines zset
 -- ARGV[1] order id
 -- Replies: 'RELEASED' | 'NOT_HELD' | 'PROMISED' (a retry was answered 202) | 'CLAIMED' (the relay took it over)
 
@@ -17,6 +18,7 @@ if (not score) or tonumber(score) ~= tonumber(r[4]) then return 'CLAIMED' end
 redis.call('INCRBY', KEYS[2], r[2])
 if redis.call('HGET', KEYS[3], r[3]) == ARGV[1] then redis.call('HDEL', KEYS[3], r[3]) end
 redis.call('ZREM', KEYS[4], ARGV[1])
+redis.call('ZREM', KEYS[6], ARGV[1])
 redis.call('DEL', KEYS[1])
 if KEYS[5] ~= '' then redis.call('DEL', KEYS[5]) end
 return 'RELEASED'

@@ -4,7 +4,7 @@
 -- returns nothing: Redis had counted those units twice, and the unit this reservation took was that surplus.
 -- Idempotent: only a reservation still 'held' is cleared.
 --
--- KEYS[1] reservation hash  KEYS[2] stock  KEYS[3] buyers hash  KEYS[4] outbox zset
+-- KEYS[1] reservation hash  KEYS[2] stock  KEYS[3] buyers hash  KEYS[4] outbox zset  KEYS[5] deadlines zset
 -- ARGV[1] order id  ARGV[2] '1' = return the units  ARGV[3] the buyer's active order id, or ''
 -- Replies 'CLEARED' | 'NOT_HELD'
 local r = redis.call('HMGET', KEYS[1], 'state', 'qty', 'user')
@@ -21,4 +21,5 @@ if redis.call('HGET', KEYS[3], r[3]) == ARGV[1] then
 end
 redis.call('HSET', KEYS[1], 'state', 'rejected')
 redis.call('ZREM', KEYS[4], ARGV[1])
+redis.call('ZREM', KEYS[5], ARGV[1])
 return 'CLEARED'

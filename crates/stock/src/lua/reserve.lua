@@ -7,6 +7,7 @@
 -- KEYS[1] sale hash        KEYS[2] stock (remaining units)   KEYS[3] buyers hash (user -> order id)
 -- KEYS[4] outbox zset      KEYS[5] reservation hash (new)    KEYS[6] buyer rate bucket
 -- KEYS[7] idempotency key or ''                              KEYS[8] address rate bucket or ''
+-- KEYS[9] deadlines zset (held reservations by deadline)
 -- ARGV[1] order id  ARGV[2] user id  ARGV[3] quantity  ARGV[4] idempotency ttl (s)
 -- ARGV[5] buyer rate/s  ARGV[6] buyer burst  ARGV[7] address rate/s  ARGV[8] address burst
 --
@@ -73,11 +74,13 @@ redis.call('HSET', KEYS[5], 'user', ARGV[2], 'qty', ARGV[3], 'amount', amount,
   'created_ms', created, 'expires_ms', expires, 'state', 'held')
 -- The outbox entry stays until the broker confirms; its score is the time of the last publish attempt.
 redis.call('ZADD', KEYS[4], created, ARGV[1])
+redis.call('ZADD', KEYS[9], expires, ARGV[1])
 -- The buyers hash and the outbox may have just been created (or emptied and re-created): give them the sale's end.
 if meta[6] then
   redis.call('PEXPIREAT', KEYS[5], meta[6])
   redis.call('PEXPIREAT', KEYS[3], meta[6])
   redis.call('PEXPIREAT', KEYS[4], meta[6])
+  redis.call('PEXPIREAT', KEYS[9], meta[6])
 end
 if KEYS[7] ~= '' then
   redis.call('SET', KEYS[7], ARGV[1] .. '|' .. ARGV[3] .. '|' .. amount .. '|' .. created .. '|' .. expires,

@@ -5,7 +5,7 @@
 --     sure no reservation of this sale can still be in flight; the buyers of active orders are restored with it.
 -- Every key of the sale expires at ARGV[3] (live_until + retention), so nothing outlives the sale for long.
 --
--- KEYS[1] sale hash  KEYS[2] stock  KEYS[3] buyers hash  KEYS[4] outbox zset
+-- KEYS[1] sale hash  KEYS[2] stock  KEYS[3] buyers hash  KEYS[4] outbox zset  KEYS[5] deadlines zset
 -- ARGV[1] incarnation (PostgreSQL created_at, µs)  ARGV[2] remaining units  ARGV[3] expire-at (ms, Unix)
 -- ARGV[4] '1' = missing stock may be restored  ARGV[5] n = number of sale hash arguments (field, value, ...)
 -- ARGV[6 .. 5+n] sale hash field/value pairs   ARGV[6+n ..] buyers: user, order id, user, order id, ...
@@ -14,7 +14,7 @@
 local reply = 'WRITTEN'
 local incarnation = redis.call('HGET', KEYS[1], 'incarnation')
 if redis.call('EXISTS', KEYS[1]) == 1 and incarnation ~= ARGV[1] then
-  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
   reply = 'REPLACED'
 end
 
@@ -37,7 +37,7 @@ else
   redis.call('SET', KEYS[2], ARGV[2])
 end
 
-for i = 1, 4 do
+for i = 1, 5 do
   redis.call('PEXPIREAT', KEYS[i], ARGV[3])
 end
 return reply

@@ -62,6 +62,9 @@ impl From<HeldReservation> for OrderView {
             status: match r.state {
                 ReservationState::Held => OrderStatus::PendingPayment,
                 ReservationState::Rejected => OrderStatus::Rejected,
+                // PostgreSQL records these before Redis does; seen here only while it is unreachable.
+                ReservationState::Paid => OrderStatus::Paid,
+                ReservationState::Expired => OrderStatus::Expired,
             },
             created_at: rfc3339(r.created_at),
             expires_at: rfc3339(r.expires_at),

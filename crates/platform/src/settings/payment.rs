@@ -1,0 +1,47 @@
+//! The `[payment]` section: the payment service, its webhook and the simulated payment provider.
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentSettings {
+    pub listen: String,
+    /// HMAC-SHA256 key of `Psp-Signature`; the provider signs with it.
+    pub webhook_secret: SecretString,
+    /// Earlier keys still accepted while a rotation is under way.
+    pub webhook_secrets_previous: Vec<SecretString>,
+    /// Largest |now - t| of a signature's timestamp, in seconds.
+    pub webhook_tolerance_secs: u64,
+    /// Where a buyer is sent to pay: `<checkout_base_url><payment_id>`.
+    pub checkout_base_url: String,
+    pub batch_size: usize,
+    pub batch_linger_ms: u64,
+    pub shutdown_grace_ms: u64,
+    pub simulator: SimulatorSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulatorSettings {
+    pub enabled: bool,
+    pub webhook_url: String,
+}
+
+impl PaymentSettings {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            (1..=3600).contains(&self.webhook_tolerance_secs),
+            "payment.webhook_tolerance_secs must be 1..=3600"
+        );
+        anyhow::ensure!(
+            self.batch_size > 0 && self.batch_size <= 5000,
+            "payment.batch_size must be 1..=5000"
+        );
+        anyhow::ensure!(
+            self.shutdown_grace_ms > 0,
+            "payment.shutdown_grace_ms must be positive"
+        );
+        Ok(())
+    }
+}
