@@ -54,7 +54,12 @@ impl Keys {
 
     /// Hash: one reservation (user, qty, amount, created_ms, expires_ms, state).
     pub fn reservation(&self, sale: SaleId, order: OrderId) -> String {
-        self.of_sale(sale, &format!("res:{order}"))
+        format!("{}{order}", self.reservation_prefix(sale))
+    }
+
+    /// What every reservation key of the sale starts with (the warm script appends order ids).
+    pub fn reservation_prefix(&self, sale: SaleId) -> String {
+        self.of_sale(sale, "res:")
     }
 
     /// Hash: the buyer's token bucket in this sale.

@@ -18,8 +18,8 @@ mod warm;
 pub use client::{Stock, StockError};
 pub use keys::Keys;
 pub use model::{
-    CancelOutcome, HeldReservation, RateLimits, ReservationState, ReserveOutcome, ReserveRequest,
-    SaleSnapshot, SaleWarmup, Warmed,
+    ActiveHold, CancelOutcome, HeldReservation, RateLimits, ReservationState, ReserveOutcome,
+    ReserveRequest, SaleSnapshot, SaleWarmup, Warmed,
 };
 pub use reject::RejectOutcome;
 pub use settle::{PaidOutcome, ReleaseOutcome};

@@ -106,8 +106,21 @@ pub struct SaleWarmup {
     pub sale: Sale,
     /// Units neither held by an active order nor in flight: `total_stock − held`.
     pub remaining: i64,
-    /// Buyers holding an active order: `(user id, order id)`.
-    pub buyers: Vec<(String, OrderId)>,
+    /// The active orders (restored with the stock, so each can still be paid or expired exactly once).
+    pub holds: Vec<ActiveHold>,
+}
+
+/// An active order as PostgreSQL records it, to rebuild its reservation after Redis lost the sale.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveHold {
+    pub order_id: OrderId,
+    pub user: UserId,
+    pub quantity: u32,
+    pub amount: Money,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// Paid (counts as sold) rather than pending payment (held until its deadline).
+    pub paid: bool,
 }
 
 /// What warming found.

@@ -39,6 +39,12 @@ impl Stock {
             ("expire_ms", self.keys_expire_at_ms(s).to_string()),
             ("sold", "0".to_owned()),
         ];
+        let sold: i64 = w
+            .holds
+            .iter()
+            .filter(|h| h.paid)
+            .map(|h| i64::from(h.quantity))
+            .sum();
         let mut invocation = self.scripts.warm.prepare_invoke();
         invocation
             .key(self.keys.sale(s.id))
@@ -54,8 +60,16 @@ impl Stock {
         for (field, value) in &fields {
             invocation.arg(field).arg(value);
         }
-        for (user, order) in &w.buyers {
-            invocation.arg(user).arg(order.to_string());
+        invocation.arg(sold).arg(self.keys.reservation_prefix(s.id));
+        for h in &w.holds {
+            invocation
+                .arg(h.order_id.to_string())
+                .arg(h.user.as_str())
+                .arg(h.quantity)
+                .arg(h.amount.minor())
+                .arg(h.created_at.timestamp_millis())
+                .arg(h.expires_at.timestamp_millis())
+                .arg(if h.paid { "paid" } else { "held" });
         }
         let reply: String = self.checked(invocation.invoke_async(&mut self.conn()).await)?;
         match reply.as_str() {

@@ -62,16 +62,16 @@ pub async fn active_buyers(
         .await
 }
 
-/// Every active order of a sale as `(user_id, order_id)`: what Redis needs to enforce the per-buyer limit
-/// after it lost its state.
+/// Every active order of a sale: what Redis needs to rebuild the sale's reservations (per-buyer limit, units
+/// sold, deadlines) after it lost its state.
 pub async fn active_of_sale(
     conn: &mut AsyncPgConnection,
     sale: SaleId,
-) -> QueryResult<Vec<(String, Uuid)>> {
+) -> QueryResult<Vec<OrderRow>> {
     orders::table
         .filter(orders::sale_id.eq(sale.get()))
         .filter(orders::status.eq_any(ACTIVE))
-        .select((orders::user_id, orders::id))
+        .select(OrderRow::as_select())
         .load(conn)
         .await
 }

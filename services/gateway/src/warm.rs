@@ -13,8 +13,8 @@
 
 use crate::state::AppState;
 use anyhow::Context;
-use flashsale_domain::{OrderId, Sale, SaleId};
-use flashsale_stock::{SaleWarmup, Warmed};
+use flashsale_domain::{Money, OrderId, OrderStatus, Sale, SaleId, UserId};
+use flashsale_stock::{ActiveHold, SaleWarmup, Warmed};
 use flashsale_store::models::SaleRow;
 use flashsale_store::{StoreError, orders, sales};
 use std::collections::HashMap;
@@ -82,7 +82,7 @@ pub async fn warm_new(state: &AppState, sale: &Sale) -> anyhow::Result<Warmed> {
     let warmup = SaleWarmup {
         sale: sale.clone(),
         remaining: sale.total_stock,
-        buyers: Vec::new(),
+        holds: Vec::new(),
     };
     Ok(state.stock.warm(&warmup, true).await?)
 }
@@ -90,11 +90,12 @@ pub async fn warm_new(state: &AppState, sale: &Sale) -> anyhow::Result<Warmed> {
 /// Restores a live sale whose state is missing, if the rule allows it now. Returns whether it warmed.
 async fn restore(state: &AppState, row: &SaleRow, sale: &Sale) -> anyhow::Result<bool> {
     ensure_window(state, sale).await?;
-    // A missing sale hash beside live stock is rewritten at once: that touches no counter.
+    // A missing sale hash beside live stock is rewritten at once (its `sold` counted from PostgreSQL); the
+    // stock is left alone.
     let partial = SaleWarmup {
         sale: sale.clone(),
         remaining: 0,
-        buyers: Vec::new(),
+        holds: active_holds(state, sale.id).await?,
     };
     if state.stock.warm(&partial, false).await? != Warmed::Waiting {
         state.restores.forget(sale.id);
@@ -110,13 +111,12 @@ async fn restore(state: &AppState, row: &SaleRow, sale: &Sale) -> anyhow::Result
     {
         return Ok(false);
     }
-    let (buyers, held) = {
+    let holds = active_holds(state, sale.id).await?;
+    let held = {
         let mut conn = state.pool.get().await.map_err(StoreError::from)?;
-        let buyers = orders::active_of_sale(&mut conn, sale.id).await?;
-        let held = sales::find(&mut conn, sale.id)
+        sales::find(&mut conn, sale.id)
             .await?
-            .map_or(row.held, |r| r.held);
-        (buyers, held)
+            .map_or(row.held, |r| r.held)
     };
     if held != row.held {
         // An order was committed meanwhile: not quiet after all.
@@ -126,14 +126,30 @@ async fn restore(state: &AppState, row: &SaleRow, sale: &Sale) -> anyhow::Result
     let warmup = SaleWarmup {
         sale: sale.clone(),
         remaining: sale.total_stock - held,
-        buyers: buyers
-            .into_iter()
-            .map(|(user, id)| (user, OrderId::from_uuid(id)))
-            .collect(),
+        holds,
     };
     let warmed = state.stock.warm(&warmup, true).await?;
     state.restores.forget(sale.id);
     Ok(warmed == Warmed::Written)
+}
+
+/// The sale's active orders as reservations to restore.
+async fn active_holds(state: &AppState, sale: SaleId) -> anyhow::Result<Vec<ActiveHold>> {
+    let mut conn = state.pool.get().await.map_err(StoreError::from)?;
+    let rows = orders::active_of_sale(&mut conn, sale).await?;
+    rows.into_iter()
+        .map(|o| {
+            Ok(ActiveHold {
+                order_id: OrderId::from_uuid(o.id),
+                user: UserId::parse(o.user_id).map_err(anyhow::Error::msg)?,
+                quantity: u32::try_from(o.quantity).context("order quantity")?,
+                amount: Money::from_minor(o.amount_minor),
+                created_at: o.created_at,
+                expires_at: o.expires_at,
+                paid: o.status == OrderStatus::Paid,
+            })
+        })
+        .collect()
 }
 
 /// One pass: re-index every live sale and restore those whose state is missing and may be restored now.

@@ -31,7 +31,7 @@ pub async fn evalsha_args(ctx: &Context) -> anyhow::Result<Vec<String>> {
             &SaleWarmup {
                 sale: record,
                 remaining: total,
-                buyers: Vec::new(),
+                holds: Vec::new(),
             },
             true,
         )

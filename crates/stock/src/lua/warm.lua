@@ -2,13 +2,16 @@
 --   * state under this id from an earlier database (another incarnation) is replaced whole;
 --   * a missing sale hash is written; existing stock is never touched;
 --   * missing stock (Redis lost the sale) is restored only when ARGV[4] = '1', i.e. when the caller has made
---     sure no reservation of this sale can still be in flight; the buyers of active orders are restored with it.
+--     sure no reservation of this sale can still be in flight; the active orders are restored with it (their
+--     reservation records, buyer entries, deadlines and the sale's `sold`), so each can still be paid or
+--     expired exactly once.
 -- Every key of the sale expires at ARGV[3] (live_until + retention), so nothing outlives the sale for long.
 --
 -- KEYS[1] sale hash  KEYS[2] stock  KEYS[3] buyers hash  KEYS[4] outbox zset  KEYS[5] deadlines zset
 -- ARGV[1] incarnation (PostgreSQL created_at, µs)  ARGV[2] remaining units  ARGV[3] expire-at (ms, Unix)
 -- ARGV[4] '1' = missing stock may be restored  ARGV[5] n = number of sale hash arguments (field, value, ...)
--- ARGV[6 .. 5+n] sale hash field/value pairs   ARGV[6+n ..] buyers: user, order id, user, order id, ...
+-- ARGV[6 .. 5+n] sale hash field/value pairs   ARGV[6+n] units sold (paid)   ARGV[7+n] reservation key prefix
+-- ARGV[8+n ..] active orders, 7 values each: order id, user, qty, amount, created_ms, expires_ms, 'held'|'paid'
 -- Replies 'WRITTEN' | 'LIVE' (already live; only missing fields and lifetimes restored) | 'REPLACED' | 'WAIT'.
 
 local reply = 'WRITTEN'
@@ -31,8 +34,16 @@ end
 if has_stock then
   reply = 'LIVE'
 else
-  for i = 6 + n, #ARGV, 200 do
-    redis.call('HSET', KEYS[3], unpack(ARGV, i, math.min(i + 199, #ARGV)))
+  redis.call('HSET', KEYS[1], 'sold', ARGV[6 + n])
+  local prefix = ARGV[7 + n]
+  for i = 8 + n, #ARGV, 7 do
+    local id, user, state = ARGV[i], ARGV[i + 1], ARGV[i + 6]
+    local res = prefix .. id
+    redis.call('HSET', res, 'user', user, 'qty', ARGV[i + 2], 'amount', ARGV[i + 3],
+      'created_ms', ARGV[i + 4], 'expires_ms', ARGV[i + 5], 'state', state)
+    redis.call('PEXPIREAT', res, ARGV[3])
+    redis.call('HSET', KEYS[3], user, id)
+    if state == 'held' then redis.call('ZADD', KEYS[5], ARGV[i + 5], id) end
   end
   redis.call('SET', KEYS[2], ARGV[2])
 end

@@ -230,3 +230,87 @@ async fn every_key_of_a_settled_sale_has_an_end_and_the_index_drops_it() {
     .await;
     env.cleanup().await;
 }
+
+/// Restoring a lost sale rebuilds its active orders, not only its buyers: a pending one can still expire
+/// (its units come back once) and a paid one still counts as sold.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restored_sale_keeps_each_order_payable_or_expirable_once() {
+    let env = TestEnv::with(|s| s.gateway.restore_quiet_ms = 300).await;
+    let gw = env.spawn_gateway().await;
+    let _writer = env.spawn_order_writer().await;
+    let sale = gw.create_sale(&env, &SaleSpec::stock(5)).await;
+    let pending = gw.reserve(sale, &env.token("pending")).await;
+    let paid = gw.reserve(sale, &env.token("paid")).await;
+    assert_eq!(pending.status, StatusCode::ACCEPTED, "{pending:?}");
+    assert_eq!(paid.status, StatusCode::ACCEPTED, "{paid:?}");
+    eventually(DRAIN, || env.order_count(sale), 2).await;
+    let order = |r: &flashsale_testkit::services::Reply| {
+        r.body["order_id"]
+            .as_str()
+            .and_then(|id| id.parse::<flashsale_domain::OrderId>().ok())
+            .unwrap_or_else(|| panic!("order id in {r:?}"))
+    };
+    {
+        use diesel_async::RunQueryDsl;
+        let mut pg = env.pg().await;
+        diesel::sql_query(
+            "UPDATE orders SET status = 'paid', paid_at = now(), shipping_priority = 1 WHERE id = $1",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(order(&paid).as_uuid())
+        .execute(&mut pg)
+        .await
+        .unwrap_or_else(|e| panic!("pay in PostgreSQL: {e}"));
+    }
+
+    lose_sale(&env, sale).await;
+    eventually(DRAIN, || status_of_sale(&gw, sale), StatusCode::OK).await;
+    let view = gw.sale(sale).await;
+    assert_eq!(
+        (
+            &view.body["remaining"],
+            &view.body["reserved"],
+            &view.body["sold"]
+        ),
+        (&3.into(), &1.into(), &1.into()),
+        "restored counters: {view:?}"
+    );
+
+    let stock = flashsale_stock::Stock::connect(&env.settings.redis)
+        .await
+        .unwrap_or_else(|e| panic!("stock: {e}"));
+    let overdue = stock
+        .overdue(sale, i64::MAX, 10)
+        .await
+        .unwrap_or_else(|e| panic!("overdue: {e}"));
+    assert_eq!(
+        overdue,
+        vec![order(&pending)],
+        "only the pending order has a deadline"
+    );
+    let released = stock.release_expired(sale, order(&pending)).await;
+    assert_eq!(
+        released.ok(),
+        Some(flashsale_stock::ReleaseOutcome::Released)
+    );
+    let again = stock.release_expired(sale, order(&pending)).await;
+    assert_eq!(
+        again.ok(),
+        Some(flashsale_stock::ReleaseOutcome::AlreadyReleased)
+    );
+    assert_eq!(
+        env.remaining(sale).await,
+        Some(4),
+        "the expired units came back once"
+    );
+    let marked = stock.mark_paid(sale, order(&paid)).await;
+    assert_eq!(marked.ok(), Some(flashsale_stock::PaidOutcome::AlreadyPaid));
+
+    let retry = gw.reserve(sale, &env.token("pending")).await;
+    assert_eq!(
+        retry.status,
+        StatusCode::ACCEPTED,
+        "expired buyer may buy again: {retry:?}"
+    );
+    let holder = gw.reserve(sale, &env.token("paid")).await;
+    assert_eq!(holder.code(), "LIMIT_EXCEEDED", "{holder:?}");
+}
