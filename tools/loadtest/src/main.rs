@@ -6,6 +6,7 @@
 
 mod buyers;
 mod engine;
+mod lifecycle;
 mod redis_bench;
 mod report;
 mod scenarios;
@@ -103,6 +104,15 @@ enum Scenario {
         #[command(flatten)]
         timed: Timed,
     },
+    /// N reservations with a short payment window, left unpaid: reports the release lag (p50/p99/max, from
+    /// each `order.expired` notification) and verifies that every unit came back exactly once. Needs the
+    /// expiry service.
+    Expiry {
+        #[arg(long, short = 'c', default_value_t = 500)]
+        concurrency: usize,
+        #[arg(long, short = 'n', default_value_t = 10_000)]
+        reservations: usize,
+    },
     /// order-writer's own ceiling: publishes N `reservation.created` messages to a queue of its own, then starts
     /// an order-writer (in this process, same code and settings) on that backlog and times the drain.
     Writer {
@@ -149,6 +159,10 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Sustain { load, timed } => {
             scenarios::sustain(&ctx, timed.plan(load), timed.buyers(load)).await?
         }
+        Scenario::Expiry {
+            concurrency,
+            reservations,
+        } => lifecycle::expiry(&ctx, concurrency, reservations).await?,
         Scenario::Writer { orders } => writer::drain_backlog(&ctx, orders).await?,
         Scenario::EvalshaArgs => {
             for arg in redis_bench::evalsha_args(&ctx).await? {
@@ -157,7 +171,14 @@ async fn main() -> anyhow::Result<()> {
             return Ok(());
         }
         Scenario::Teardown => {
-            return redis_bench::teardown(&ctx, &[scenarios::PAYMENT_WINDOW_SECS]).await;
+            return redis_bench::teardown(
+                &ctx,
+                &[
+                    scenarios::PAYMENT_WINDOW_SECS,
+                    scenarios::EXPIRY_WINDOW_SECS,
+                ],
+            )
+            .await;
         }
         Scenario::Table { dir, evalsha } => return table::print(&dir, evalsha),
     };

@@ -16,8 +16,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-/// Every sale the load tool creates has this payment window (one expiry wait queue to clean up).
+/// Every sale the load tool creates has this payment window, except `expiry`'s (one expiry wait queue each to
+/// clean up).
 pub const PAYMENT_WINDOW_SECS: u32 = 3600;
+/// The payment window of the `expiry` scenario's sale.
+pub const EXPIRY_WINDOW_SECS: u32 = 5;
 
 pub struct Context {
     pub gateway: reqwest::Url,
@@ -70,6 +73,16 @@ impl Context {
 
     /// Creates a sale that is open now, for an hour, through the admin API.
     pub async fn create_sale(&self, name: &str, stock: i64) -> anyhow::Result<i64> {
+        self.create_sale_with_window(name, stock, PAYMENT_WINDOW_SECS)
+            .await
+    }
+
+    pub async fn create_sale_with_window(
+        &self,
+        name: &str,
+        stock: i64,
+        payment_window_secs: u32,
+    ) -> anyhow::Result<i64> {
         let now = Utc::now();
         let sale: Value = self
             .http
@@ -82,7 +95,7 @@ impl Context {
                 "per_user_limit": 1,
                 "starts_at": now - ChronoDuration::minutes(1),
                 "ends_at": now + ChronoDuration::hours(1),
-                "payment_window_secs": PAYMENT_WINDOW_SECS,
+                "payment_window_secs": payment_window_secs,
             }))
             .send()
             .await
@@ -116,7 +129,7 @@ impl Context {
         Ok(Arc::new(minted))
     }
 
-    async fn fire(
+    pub async fn fire(
         &self,
         plan: Plan,
         target: Target,
@@ -128,7 +141,7 @@ impl Context {
         measured
     }
 
-    fn reservations(&self, sale: i64) -> anyhow::Result<Target> {
+    pub fn reservations(&self, sale: i64) -> anyhow::Result<Target> {
         Ok(Target {
             url: self.url(&format!("/api/v1/sales/{sale}/reservations"))?,
             post: true,
