@@ -147,3 +147,84 @@ async fn a_paid_order_is_left_alone_by_its_due_message() {
     );
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sweeper_finishes_in_redis_what_a_crash_left_after_the_commit() {
+    let env = TestEnv::with(|s| {
+        s.expiry.sweep_interval_ms = 200;
+        s.expiry.sweep_grace_ms = 300;
+    })
+    .await;
+    let gw = env.spawn_gateway().await;
+    let _writer = env.spawn_order_writer().await;
+    let sale = gw.create_sale(&env, &sale_with_window(3, 2)).await;
+    let cut = gw.reserve(sale, &env.token("cut")).await;
+    let payer = gw.reserve(sale, &env.token("payer")).await;
+    assert_eq!(
+        (cut.status, payer.status),
+        (StatusCode::ACCEPTED, StatusCode::ACCEPTED)
+    );
+    let (cut_order, paid_order) = (order_id(&cut), order_id(&payer));
+    eventually(DRAIN, || env.held(sale), 2).await;
+    assert_eq!(env.purge_expiry_wait_queue(2).await, 2);
+
+    // Two services died between their PostgreSQL commit and their Redis step: an expiry (row expired, `held`
+    // lowered, units still held in Redis) and a payment (row paid, Redis still held).
+    let mut conn = env.pg().await;
+    for (sql, order) in [
+        (
+            "UPDATE orders SET status = 'paid', paid_at = clock_timestamp(), shipping_priority = 1 \
+          WHERE id = $1 AND status = 'pending_payment' AND expires_at > clock_timestamp()",
+            paid_order,
+        ),
+        (
+            "UPDATE orders SET status = 'expired' WHERE id = $1 AND status = 'pending_payment'",
+            cut_order,
+        ),
+    ] {
+        let n = diesel::sql_query(sql)
+            .bind::<SqlUuid, _>(order.as_uuid())
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        assert_eq!(n, 1, "{sql}");
+    }
+    diesel::sql_query("UPDATE sales SET held = held - 1 WHERE id = $1")
+        .bind::<diesel::sql_types::BigInt, _>(sale.get())
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("held: {e}"));
+
+    let expiry = env.spawn_expiry().await;
+    let by = until_late(expires_at(&cut)) + Duration::from_millis(500);
+    eventually(
+        by,
+        || env.reservation_state(sale, cut_order),
+        Some(ReservationState::Expired),
+    )
+    .await;
+    eventually(
+        DRAIN,
+        || env.reservation_state(sale, paid_order),
+        Some(ReservationState::Paid),
+    )
+    .await;
+    // One unit back (the expired one), one sold, one never taken.
+    assert_eq!(env.remaining(sale).await, Some(2));
+    let sold = env
+        .stock
+        .snapshot(sale)
+        .await
+        .ok()
+        .flatten()
+        .map(|s| s.sold);
+    assert_eq!(sold, Some(1));
+    assert_eq!(env.held(sale).await, 1);
+    assert!(
+        expiry
+            .metric(r#"flashsale_sweeper_found_total{store="redis"}"#)
+            .await
+            >= 2.0
+    );
+    env.cleanup().await;
+}
