@@ -176,3 +176,53 @@ async fn a_short_window_never_waits_behind_a_long_one() {
     assert_eq!(env.remaining(long).await, Some(5));
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn expiry_reports_its_dependencies_and_refuses_bad_settings() {
+    let env = TestEnv::new().await;
+    let expiry = env.spawn_expiry().await;
+    let http = reqwest::Client::new();
+    let ready = eventually(
+        DRAIN,
+        || async {
+            let r = http.get(format!("{}/readyz", expiry.base)).send().await;
+            r.map(|r| r.status()).unwrap_or(StatusCode::BAD_GATEWAY)
+        },
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(ready, StatusCode::OK);
+    let body: serde_json::Value = http
+        .get(format!("{}/readyz", expiry.base))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("readyz: {e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("readyz body: {e}"));
+    for dependency in ["redis", "amqp", "postgres"] {
+        assert_eq!(body["checks"][dependency], "ok", "{body}");
+    }
+
+    for (adjust, name) in [
+        (
+            (|s: &mut flashsale_platform::Settings| s.expiry.sweep_interval_ms = 10) as fn(&mut _),
+            "expiry.sweep_interval_ms",
+        ),
+        (|s| s.expiry.batch_size = 0, "expiry.batch_size"),
+        (
+            |s| s.expiry.failed_batch_attempts = 0,
+            "expiry.failed_batch_attempts",
+        ),
+    ] {
+        let mut s = env.settings.clone();
+        adjust(&mut s);
+        let error = s
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.contains(name), "{name}: {error:?}");
+    }
+    env.cleanup().await;
+}
