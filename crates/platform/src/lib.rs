@@ -2,6 +2,7 @@
 
 pub mod http;
 pub mod metrics;
+pub mod ops;
 pub mod secrets;
 pub mod settings;
 pub mod shutdown;

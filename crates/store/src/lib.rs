@@ -2,6 +2,8 @@
 //!
 //! Reads `postgres.url`, `postgres.pool_size`, `postgres.acquire_timeout_ms`, `postgres.run_migrations`.
 
+pub mod errors;
+pub mod expiry;
 pub mod models;
 pub mod orders;
 pub mod pool;

@@ -7,14 +7,13 @@
 pub mod metrics;
 pub mod writer;
 
-use actix_web::{App as HttpApp, HttpResponse, HttpServer, web};
 use anyhow::Context;
 use flashsale_broker::{
     ConsumeOptions, ConsumerMetrics, Names, Publisher, RetryPolicy, consume_batches,
 };
 use flashsale_platform::Settings;
-use flashsale_platform::http::{healthz, readiness_response};
-use flashsale_platform::metrics::{HttpMetrics, render, track_http};
+use flashsale_platform::http::Check;
+use flashsale_platform::ops::Readiness;
 use flashsale_store::PgPool;
 use prometheus::Registry;
 use secrecy::ExposeSecret;
@@ -36,12 +35,11 @@ pub struct App {
     port: u16,
 }
 
-#[derive(Clone)]
+/// What `/readyz` checks.
 struct Ops {
     pool: PgPool,
     publisher: Publisher,
     consuming: Arc<AtomicBool>,
-    stopping: CancellationToken,
 }
 
 impl App {
@@ -86,27 +84,15 @@ impl App {
             pool: self.pool.clone(),
             publisher: self.publisher.clone(),
             consuming: Arc::clone(&consuming),
-            stopping: shutdown.clone(),
         };
-        let http_metrics = web::Data::new(HttpMetrics::new(&self.registry));
-        let registry = web::Data::new(self.registry.clone());
-        let server = HttpServer::new(move || {
-            HttpApp::new()
-                .app_data(web::Data::new(ops.clone()))
-                .app_data(http_metrics.clone())
-                .app_data(registry.clone())
-                .wrap(actix_web::middleware::from_fn(track_http))
-                .route("/healthz", web::get().to(|| async { healthz() }))
-                .route("/readyz", web::get().to(readyz))
-                .route("/metrics", web::get().to(metrics))
-        })
-        .workers(1)
-        .disable_signals()
-        .shutdown_timeout(self.settings.order_writer.shutdown_grace_ms.div_ceil(1000))
-        .listen(self.listener)?
-        .run();
-        let server_handle = server.handle();
-        let server_task = tokio::spawn(server);
+        let ops_server = flashsale_platform::ops::serve(
+            self.listener,
+            &self.registry,
+            ops,
+            shutdown.clone(),
+            self.settings.order_writer.shutdown_grace_ms,
+        )?;
+        let server_handle = ops_server.handle();
 
         let names = Names::new(&self.settings.amqp.prefix);
         let writer_metrics = metrics::WriterMetrics::new(&self.registry);
@@ -140,12 +126,10 @@ impl App {
             shutdown.clone(),
         );
         let publisher = self.publisher.clone();
-        let ops_server = server_handle.clone();
         let stop = std::pin::pin!(async move {
             // Returns once shutdown is signalled and the batch in hand is settled.
             consume.await;
             ops_server.stop(true).await;
-            let _ = server_task.await;
             // Only a gauge: a probe stuck on a silent broker must not hold up the exit.
             depth.abort();
             let _ = depth.await;
@@ -176,21 +160,16 @@ impl App {
     }
 }
 
-async fn readyz(ops: web::Data<Ops>) -> HttpResponse {
-    let postgres = flashsale_store::ping(&ops.pool)
-        .await
-        .map_err(|e| e.to_string());
-    let amqp = if ops.consuming.load(Ordering::Relaxed) && ops.publisher.is_connected() {
-        Ok(())
-    } else {
-        Err("not connected".to_owned())
-    };
-    readiness_response(
-        vec![("postgres", postgres), ("amqp", amqp)],
-        ops.stopping.is_cancelled(),
-    )
-}
-
-async fn metrics(registry: web::Data<Registry>) -> HttpResponse {
-    render(&registry)
+impl Readiness for Ops {
+    async fn checks(&self) -> Vec<Check> {
+        let postgres = flashsale_store::ping(&self.pool)
+            .await
+            .map_err(|e| e.to_string());
+        let amqp = if self.consuming.load(Ordering::Relaxed) && self.publisher.is_connected() {
+            Ok(())
+        } else {
+            Err("not connected".to_owned())
+        };
+        vec![("postgres", postgres), ("amqp", amqp)]
+    }
 }

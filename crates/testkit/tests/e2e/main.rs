@@ -4,6 +4,7 @@
 mod broker;
 mod config;
 mod edge;
+mod expiry;
 mod faults;
 mod health;
 mod lifecycle;

@@ -1,0 +1,65 @@
+//! expiry SIGKILLed in the middle of a wave of expirations, then started again: every unit comes back exactly
+//! once (the conditional update and the idempotent release script), none is left held.
+
+use super::{count_status, sale_with_window};
+use flashsale_stock::ReservationState;
+use flashsale_testkit::env::DRAIN;
+use flashsale_testkit::{TestEnv, eventually};
+use futures_util::future::join_all;
+use reqwest::StatusCode;
+use std::time::Duration;
+use tokio::time::Instant;
+
+const ORDERS: usize = 150;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_expiry_returns_no_unit_twice_and_leaves_none_stuck() {
+    // Small batches, so the wave takes long enough to be cut in the middle.
+    let env = TestEnv::with(|s| s.expiry.batch_size = 5).await;
+    let gw = env.spawn_gateway().await;
+    let _writer = env.spawn_order_writer().await;
+    let total = i64::try_from(ORDERS).unwrap_or(i64::MAX);
+    let sale = gw.create_sale(&env, &sale_with_window(total, 2)).await;
+    let tokens: Vec<String> = (0..ORDERS)
+        .map(|i| env.token(&format!("buyer{i}")))
+        .collect();
+    let replies = join_all(tokens.iter().map(|t| gw.reserve(sale, t))).await;
+    let orders: Vec<_> = replies
+        .iter()
+        .map(|r| {
+            assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
+            super::order_id(r)
+        })
+        .collect();
+    eventually(DRAIN, || env.held(sale), total).await;
+
+    let expiry = env.start_expiry_process().await;
+    // Kill as soon as the wave has started.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while count_status(&env, sale, "expired").await == 0 {
+        assert!(Instant::now() < deadline, "no expiration within 15 s");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    expiry.kill().await;
+    let at_kill = count_status(&env, sale, "expired").await;
+    eprintln!("expiry SIGKILLed after {at_kill} of {ORDERS} expirations");
+
+    // Started again: the unacknowledged due messages come back and the re-drive finishes what was cut short.
+    let _again = env.spawn_expiry().await;
+    eventually(DRAIN, || count_status(&env, sale, "expired"), ORDERS).await;
+    let all_released = || async {
+        let mut n = 0;
+        for o in &orders {
+            if env.reservation_state(sale, *o).await == Some(ReservationState::Expired) {
+                n += 1;
+            }
+        }
+        n
+    };
+    eventually(DRAIN, all_released, ORDERS).await;
+    // Every record is expired now, so no release can run again: the count is final. Exactly the stock is
+    // back (a unit returned twice would show more), and nothing is held in the database.
+    assert_eq!(env.remaining(sale).await, Some(total));
+    assert_eq!(env.held(sale).await, 0);
+    env.cleanup().await;
+}
