@@ -38,6 +38,9 @@ pub fn print(dir: &Path, evalsha_per_s: f64) -> anyhow::Result<()> {
     let sustain = load(dir, "sustain")?;
     let sustain_open = load(dir, "sustain-open")?;
     let writer = load(dir, "writer")?;
+    // The lifecycle scenarios need all four services; a run without them prints the rest.
+    let expiry = load(dir, "expiry").ok();
+    let pay = load(dir, "pay").ok();
     let rps = |v: &Value| num(v, &["req_per_s"]);
     let p = |v: &Value, q: &str| num(v, &["latency_ms", q]);
 
@@ -73,6 +76,18 @@ pub fn print(dir: &Path, evalsha_per_s: f64) -> anyhow::Result<()> {
         "",
         clean(&writer)
     );
+    if let Some(pay) = &pay {
+        println!(
+            "{:<16} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2}  {:<8}",
+            "pay (webhooks)",
+            rps(pay),
+            p(pay, "p50"),
+            p(pay, "p99"),
+            p(pay, "p99_9"),
+            p(pay, "max"),
+            clean(pay)
+        );
+    }
     println!("{:<16} {:>10.0}", "redis EVALSHA", evalsha_per_s);
     println!();
 
@@ -126,7 +141,33 @@ pub fn print(dir: &Path, evalsha_per_s: f64) -> anyhow::Result<()> {
             rss <= 50.0,
         ),
     ];
-    for (text, ok) in targets {
+    let lifecycle = [
+        expiry.as_ref().map(|e| {
+            let lag = |q: &str| num(e, &["figures", q]);
+            (
+                format!(
+                    "expiry release lag p99 ≤ 1 s ({:.0} expirations): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms, {}",
+                    num(e, &["figures", "expired_notifications"]),
+                    lag("release_lag_p50_ms"),
+                    lag("release_lag_p99_ms"),
+                    lag("release_lag_max_ms"),
+                    clean(e)
+                ),
+                lag("release_lag_p99_ms") <= 1000.0 && clean(e) == "clean",
+            )
+        }),
+        pay.as_ref().map(|v| {
+            (
+                format!(
+                    "pay ≥ 2,000 webhooks/s, priorities exactly 1..N: {:.0}/s, {}",
+                    rps(v),
+                    clean(v)
+                ),
+                rps(v) >= 2000.0 && clean(v) == "clean",
+            )
+        }),
+    ];
+    for (text, ok) in targets.into_iter().chain(lifecycle.into_iter().flatten()) {
         println!("  [{}] {text}", check(ok));
     }
     println!();
