@@ -2,6 +2,7 @@
 //!
 //! Reads `postgres.url`, `postgres.pool_size`, `postgres.acquire_timeout_ms`, `postgres.run_migrations`.
 
+pub mod admission;
 pub mod models;
 pub mod orders;
 pub mod pool;
