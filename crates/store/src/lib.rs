@@ -5,6 +5,8 @@
 pub mod admission;
 pub mod models;
 pub mod orders;
+pub mod paying;
+pub mod payments;
 pub mod pool;
 pub mod sales;
 pub mod schema;
