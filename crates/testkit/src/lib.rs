@@ -3,6 +3,7 @@
 //! port 0 (or as real processes, to be SIGKILLed). Waiting is on conditions with a deadline, never on sleeps.
 
 pub mod env;
+pub mod payment;
 mod inspect;
 pub mod prepare;
 pub mod process;
@@ -13,6 +14,7 @@ mod teardown;
 pub mod wait;
 
 pub use env::{SaleSpec, TestEnv};
+pub use payment::{EventProbe, PaymentClient, PaymentHandle, PaymentProcess};
 pub use process::{GatewayProcess, OrderWriterProcess, ServiceProcess};
 pub use proxy::TcpProxy;
 pub use redis_server::LocalRedis;

@@ -138,7 +138,7 @@ pub struct ServiceProcess {
 
 impl ServiceProcess {
     /// Starts `target/<profile>/<name>` with the test's settings plus `extra` variables.
-    fn start(name: &'static str, s: &Settings, extra: &[(&str, String)]) -> Self {
+    pub(crate) fn start(name: &'static str, s: &Settings, extra: &[(&str, String)]) -> Self {
         let child = tokio::process::Command::new(binary(name))
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())

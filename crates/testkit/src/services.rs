@@ -70,7 +70,7 @@ impl Deref for GatewayHandle {
 }
 
 /// Runs a service's `run_until` as a task of the test's runtime, registered with the teardown under `prefix`.
-fn spawn_registered<F>(
+pub(crate) fn spawn_registered<F>(
     prefix: &str,
     run_until: impl FnOnce(CancellationToken) -> F,
 ) -> (CancellationToken, JoinHandle<anyhow::Result<()>>)
