@@ -3,8 +3,8 @@
 //! port 0 (or as real processes, to be SIGKILLed). Waiting is on conditions with a deadline, never on sleeps.
 
 pub mod env;
-pub mod payment;
 mod inspect;
+pub mod payment;
 pub mod prepare;
 pub mod process;
 pub mod proxy;

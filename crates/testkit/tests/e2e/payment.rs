@@ -39,7 +39,10 @@ async fn payment_through_the_simulator_pays_with_priority_one() {
 
     let checkout = reserve_and_checkout(&env, &gw, &pay, sale, "ana").await;
     let order = checkout["order_id"].as_str().unwrap_or_default().to_owned();
-    let payment = checkout["payment_id"].as_str().unwrap_or_default().to_owned();
+    let payment = checkout["payment_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert_eq!(checkout["amount"], "2990.00");
     assert!(
         checkout["checkout_url"]
@@ -49,7 +52,11 @@ async fn payment_through_the_simulator_pays_with_priority_one() {
     );
     let page = pay.get(&format!("/psp/checkout/{payment}"), None).await;
     assert_eq!(page.status, StatusCode::OK);
-    assert!(page.body.as_str().is_some_and(|html| html.contains("Pay") && html.contains(&order)));
+    assert!(
+        page.body
+            .as_str()
+            .is_some_and(|html| html.contains("Pay") && html.contains(&order))
+    );
 
     // The simulator sends the signed webhook over HTTP and answers with the webhook's answer.
     let done = pay.complete(&payment, "succeeded").await;
@@ -58,7 +65,9 @@ async fn payment_through_the_simulator_pays_with_priority_one() {
     assert_eq!(done.body["shipping_priority"], 1);
     assert_eq!(done.body["order_id"], order.as_str());
 
-    let seen = gw.get(&format!("/api/v1/orders/{order}"), Some(&env.token("ana"))).await;
+    let seen = gw
+        .get(&format!("/api/v1/orders/{order}"), Some(&env.token("ana")))
+        .await;
     assert_eq!(seen.body["status"], "paid", "{seen:?}");
     assert_eq!(seen.body["shipping_priority"], 1);
     assert!(seen.body["paid_at"].is_string(), "{seen:?}");
@@ -68,7 +77,10 @@ async fn payment_through_the_simulator_pays_with_priority_one() {
     let (id, body) = paid_events.next(DRAIN).await.expect("order.paid published");
     assert_eq!(id, order);
     assert_eq!(body["shipping_priority"], 1);
-    assert_eq!(env.payments_of(&order).await, [(payment, "succeeded".to_owned())]);
+    assert_eq!(
+        env.payments_of(&order).await,
+        [(payment, "succeeded".to_owned())]
+    );
     env.cleanup().await;
 }
 
@@ -82,7 +94,11 @@ async fn thirty_concurrent_payments_get_priorities_one_to_thirty_in_paid_order()
     let mut bodies = Vec::new();
     for i in 0..30 {
         let checkout = reserve_and_checkout(&env, &gw, &pay, sale, &format!("buyer{i}")).await;
-        bodies.push(TestEnv::webhook_body(&format!("evt-{i}"), "payment.succeeded", &checkout));
+        bodies.push(TestEnv::webhook_body(
+            &format!("evt-{i}"),
+            "payment.succeeded",
+            &checkout,
+        ));
     }
     eventually(DRAIN, || env.order_count(sale), 30).await;
     let answers = futures_util::future::join_all(bodies.iter().map(|body| {
@@ -98,9 +114,15 @@ async fn thirty_concurrent_payments_get_priorities_one_to_thirty_in_paid_order()
     let rows = env.paid_orders(sale).await;
     let priorities: Vec<Option<i64>> = rows.iter().map(|r| r.2).collect();
     let expected: Vec<Option<i64>> = (1..=30).map(Some).collect();
-    assert_eq!(priorities, expected, "ordered by paid_at, priorities are exactly 1..30");
+    assert_eq!(
+        priorities, expected,
+        "ordered by paid_at, priorities are exactly 1..30"
+    );
     assert!(rows.iter().all(|r| r.1 == "paid"));
-    assert!(rows.windows(2).all(|w| w[0].3 < w[1].3), "paid_at strictly increases");
+    assert!(
+        rows.windows(2).all(|w| w[0].3 < w[1].3),
+        "paid_at strictly increases"
+    );
     assert_eq!(env.payment_counters(sale).await.2, 30);
     env.cleanup().await;
 }
@@ -141,7 +163,10 @@ async fn webhook_signature_rules_refuse_with_401_and_change_nothing() {
     // Two v1 entries (a provider mid-rotation), only one of them with our key: accepted.
     let secret = env.settings.payment.webhook_secret.clone();
     let both = flashsale_webhook::sign(
-        &[b"old-provider-key-old-provider-key", secrecy::ExposeSecret::expose_secret(&secret).as_bytes()],
+        &[
+            b"old-provider-key-old-provider-key",
+            secrecy::ExposeSecret::expose_secret(&secret).as_bytes(),
+        ],
         now,
         &body,
     );
@@ -190,12 +215,18 @@ async fn replays_answer_the_same_and_wrong_amounts_change_nothing() {
     unknown["payment_id"] = Value::from(uuid::Uuid::now_v7().to_string());
     let body = TestEnv::webhook_body("evt-unknown", "payment.succeeded", &unknown);
     let reply = pay.webhook(&body, Some(&env.sign_webhook(&body))).await;
-    assert_eq!((reply.status, reply.code()), (StatusCode::NOT_FOUND, "PAYMENT_NOT_FOUND"));
+    assert_eq!(
+        (reply.status, reply.code()),
+        (StatusCode::NOT_FOUND, "PAYMENT_NOT_FOUND")
+    );
     let mut mismatch = checkout.clone();
     mismatch["order_id"] = Value::from(uuid::Uuid::now_v7().to_string());
     let body = TestEnv::webhook_body("evt-mismatch", "payment.succeeded", &mismatch);
     let reply = pay.webhook(&body, Some(&env.sign_webhook(&body))).await;
-    assert_eq!((reply.status, reply.code()), (StatusCode::BAD_REQUEST, "INVALID_REQUEST"));
+    assert_eq!(
+        (reply.status, reply.code()),
+        (StatusCode::BAD_REQUEST, "INVALID_REQUEST")
+    );
     env.cleanup().await;
 }
 
@@ -214,9 +245,14 @@ async fn a_payment_after_the_deadline_is_refund_required_and_announced() {
     let checkout = reserve_and_checkout(&env, &gw, &pay, sale, "dora").await;
     eventually(DRAIN, || env.order_count(sale), 1).await;
     // No expiry service runs here: the order stays pending_payment in PostgreSQL past its deadline.
-    let deadline: chrono::DateTime<Utc> =
-        checkout["expires_at"].as_str().unwrap_or_default().parse().expect("rfc3339");
-    let wait = (deadline - Utc::now() + ChronoDuration::milliseconds(50)).to_std().unwrap_or_default();
+    let deadline: chrono::DateTime<Utc> = checkout["expires_at"]
+        .as_str()
+        .unwrap_or_default()
+        .parse()
+        .expect("rfc3339");
+    let wait = (deadline - Utc::now() + ChronoDuration::milliseconds(50))
+        .to_std()
+        .unwrap_or_default();
     tokio::time::sleep(wait).await;
 
     let body = TestEnv::webhook_body("evt-late", "payment.succeeded", &checkout);
@@ -224,19 +260,39 @@ async fn a_payment_after_the_deadline_is_refund_required_and_announced() {
     assert_eq!(first.status, StatusCode::OK, "{first:?}");
     assert_eq!(first.body["status"], "refund_required");
     let again = pay.webhook(&body, Some(&env.sign_webhook(&body))).await;
-    assert_eq!((again.status, &again.body), (first.status, &first.body), "the replay answers the same");
+    assert_eq!(
+        (again.status, &again.body),
+        (first.status, &first.body),
+        "the replay answers the same"
+    );
 
     let rows = env.paid_orders(sale).await;
     assert_eq!((rows[0].1.as_str(), rows[0].2), ("pending_payment", None));
     assert_eq!(env.payment_counters(sale).await.2, 0, "no priority taken");
     assert_eq!(gw.sale(sale).await.body["sold"], 0, "the unit is not sold");
     let payment = checkout["payment_id"].as_str().unwrap_or_default();
-    let (id, announced) = refunds.next(DRAIN).await.expect("payment.refund_required published");
+    let (id, announced) = refunds
+        .next(DRAIN)
+        .await
+        .expect("payment.refund_required published");
     assert_eq!(id, payment);
     assert_eq!(announced["order_status"], "expired");
-    assert_eq!(env.payments_of(checkout["order_id"].as_str().unwrap_or_default()).await[0].1, "refund_required");
+    assert_eq!(
+        env.payments_of(checkout["order_id"].as_str().unwrap_or_default())
+            .await[0]
+            .1,
+        "refund_required"
+    );
     // Checkout is refused once the deadline has passed.
-    let late = pay.checkout(checkout["order_id"].as_str().unwrap_or_default(), &env.token("dora")).await;
-    assert_eq!((late.status, late.code()), (StatusCode::CONFLICT, "ORDER_NOT_PAYABLE"));
+    let late = pay
+        .checkout(
+            checkout["order_id"].as_str().unwrap_or_default(),
+            &env.token("dora"),
+        )
+        .await;
+    assert_eq!(
+        (late.status, late.code()),
+        (StatusCode::CONFLICT, "ORDER_NOT_PAYABLE")
+    );
     env.cleanup().await;
 }

@@ -19,32 +19,67 @@ async fn checkout_is_for_the_owner_repeatable_and_refused_once_paid() {
 
     let again = pay.checkout(&order, &token).await;
     assert_eq!(again.status, StatusCode::OK);
-    assert_eq!(again.body["payment_id"], first["payment_id"], "the same payment again");
+    assert_eq!(
+        again.body["payment_id"], first["payment_id"],
+        "the same payment again"
+    );
     let other = pay.checkout(&order, &env.token("mallory")).await;
-    assert_eq!((other.status, other.code()), (StatusCode::NOT_FOUND, "ORDER_NOT_FOUND"));
+    assert_eq!(
+        (other.status, other.code()),
+        (StatusCode::NOT_FOUND, "ORDER_NOT_FOUND")
+    );
     let malformed = pay.checkout("not-a-uuid", &token).await;
-    assert_eq!((malformed.status, malformed.code()), (StatusCode::BAD_REQUEST, "INVALID_REQUEST"));
-    let unknown = pay.checkout(&uuid::Uuid::now_v7().to_string(), &token).await;
-    assert_eq!((unknown.status, unknown.code()), (StatusCode::NOT_FOUND, "ORDER_NOT_FOUND"));
-    let anonymous = pay
-        .send(pay.http.post(format!("{}/api/v1/orders/{order}/checkout", pay.base)))
+    assert_eq!(
+        (malformed.status, malformed.code()),
+        (StatusCode::BAD_REQUEST, "INVALID_REQUEST")
+    );
+    let unknown = pay
+        .checkout(&uuid::Uuid::now_v7().to_string(), &token)
         .await;
-    assert_eq!((anonymous.status, anonymous.code()), (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"));
+    assert_eq!(
+        (unknown.status, unknown.code()),
+        (StatusCode::NOT_FOUND, "ORDER_NOT_FOUND")
+    );
+    let anonymous = pay
+        .send(
+            pay.http
+                .post(format!("{}/api/v1/orders/{order}/checkout", pay.base)),
+        )
+        .await;
+    assert_eq!(
+        (anonymous.status, anonymous.code()),
+        (StatusCode::UNAUTHORIZED, "UNAUTHORIZED")
+    );
 
     // The buyer's payment fails: the order stays payable and the next checkout is a new payment.
-    let failed = pay.complete(first["payment_id"].as_str().unwrap_or_default(), "failed").await;
+    let failed = pay
+        .complete(first["payment_id"].as_str().unwrap_or_default(), "failed")
+        .await;
     assert_eq!(failed.status, StatusCode::OK, "{failed:?}");
     assert_eq!(failed.body["status"], "pending_payment");
     let retry = pay.checkout(&order, &token).await;
     assert_eq!(retry.status, StatusCode::OK, "{retry:?}");
     assert_ne!(retry.body["payment_id"], first["payment_id"]);
-    let paid = pay.complete(retry.body["payment_id"].as_str().unwrap_or_default(), "succeeded").await;
+    let paid = pay
+        .complete(
+            retry.body["payment_id"].as_str().unwrap_or_default(),
+            "succeeded",
+        )
+        .await;
     assert_eq!(paid.body["status"], "paid", "{paid:?}");
-    let statuses: Vec<String> = env.payments_of(&order).await.into_iter().map(|p| p.1).collect();
+    let statuses: Vec<String> = env
+        .payments_of(&order)
+        .await
+        .into_iter()
+        .map(|p| p.1)
+        .collect();
     assert_eq!(statuses, ["failed", "succeeded"]);
 
     let after = pay.checkout(&order, &token).await;
-    assert_eq!((after.status, after.code()), (StatusCode::CONFLICT, "ORDER_NOT_PAYABLE"));
+    assert_eq!(
+        (after.status, after.code()),
+        (StatusCode::CONFLICT, "ORDER_NOT_PAYABLE")
+    );
     env.cleanup().await;
 }
 
@@ -68,7 +103,12 @@ async fn checkout_and_payment_work_before_order_writer_wrote_the_row() {
     assert_eq!(env.held(sale).await, 1);
     // order-writer, arriving late, finds the row and changes nothing.
     let _writer = env.spawn_order_writer().await;
-    eventually(DRAIN, || async { env.paid_orders(sale).await[0].1.clone() }, "paid".to_owned()).await;
+    eventually(
+        DRAIN,
+        || async { env.paid_orders(sale).await[0].1.clone() },
+        "paid".to_owned(),
+    )
+    .await;
     assert_eq!(env.held(sale).await, 1);
     assert_eq!(gw.sale(sale).await.body["sold"], 1);
     env.cleanup().await;

@@ -21,7 +21,11 @@ async fn payment_killed_mid_burst_applies_each_answered_webhook_once() {
     let mut bodies = Vec::new();
     for i in 0..ORDERS {
         let checkout = reserve_and_checkout(&env, &gw, &first, sale, &format!("b{i}")).await;
-        bodies.push(TestEnv::webhook_body(&format!("evt-{i}"), "payment.succeeded", &checkout));
+        bodies.push(TestEnv::webhook_body(
+            &format!("evt-{i}"),
+            "payment.succeeded",
+            &checkout,
+        ));
     }
     eventually(DRAIN, || env.order_count(sale), ORDERS as i64).await;
 
@@ -49,7 +53,12 @@ async fn payment_killed_mid_burst_applies_each_answered_webhook_once() {
         }
     });
     let burst = tokio::spawn(futures_util::future::join_all(burst));
-    eventually(DRAIN, || async { answered.load(Ordering::SeqCst) >= ORDERS / 4 }, true).await;
+    eventually(
+        DRAIN,
+        || async { answered.load(Ordering::SeqCst) >= ORDERS / 4 },
+        true,
+    )
+    .await;
     first.kill().await;
     let firsts: Vec<Option<serde_json::Value>> = burst.await.expect("burst");
     let ok: HashMap<usize, serde_json::Value> = firsts
@@ -57,13 +66,21 @@ async fn payment_killed_mid_burst_applies_each_answered_webhook_once() {
         .enumerate()
         .filter_map(|(i, a)| a.map(|a| (i, a)))
         .collect();
-    assert!(!ok.is_empty(), "some webhooks were answered before the kill");
+    assert!(
+        !ok.is_empty(),
+        "some webhooks were answered before the kill"
+    );
 
     // Every webhook answered 200 is applied.
     let rows = env.paid_orders(sale).await;
     for answer in ok.values() {
-        let row = rows.iter().find(|r| r.0 == answer["order_id"].as_str().unwrap_or_default());
-        assert_eq!(row.map(|r| (r.1.as_str(), r.2)), Some(("paid", answer["shipping_priority"].as_i64())));
+        let row = rows
+            .iter()
+            .find(|r| r.0 == answer["order_id"].as_str().unwrap_or_default());
+        assert_eq!(
+            row.map(|r| (r.1.as_str(), r.2)),
+            Some(("paid", answer["shipping_priority"].as_i64()))
+        );
     }
 
     // The provider retries everything: the answered ones answer the same, the rest complete.
@@ -73,14 +90,25 @@ async fn payment_killed_mid_burst_applies_each_answered_webhook_once() {
         assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
         assert_eq!(reply.body["status"], "paid");
         if let Some(first_answer) = ok.get(&i) {
-            assert_eq!(&reply.body, first_answer, "a replay answers what was answered first");
+            assert_eq!(
+                &reply.body, first_answer,
+                "a replay answers what was answered first"
+            );
         }
     }
     let rows = env.paid_orders(sale).await;
     let priorities: Vec<Option<i64>> = rows.iter().map(|r| r.2).collect();
     let expected: Vec<Option<i64>> = (1..=ORDERS as i64).map(Some).collect();
-    assert_eq!(priorities, expected, "each applied exactly once, no gap, no repeat");
+    assert_eq!(
+        priorities, expected,
+        "each applied exactly once, no gap, no repeat"
+    );
     assert_eq!(env.payment_counters(sale).await.2, ORDERS as i64);
-    eventually(DRAIN, || async { gw.sale(sale).await.body["sold"].as_i64() }, Some(ORDERS as i64)).await;
+    eventually(
+        DRAIN,
+        || async { gw.sale(sale).await.body["sold"].as_i64() },
+        Some(ORDERS as i64),
+    )
+    .await;
     env.cleanup().await;
 }
