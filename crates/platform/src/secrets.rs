@@ -18,6 +18,9 @@ pub enum Secret {
     JwtSecret,
     /// `auth.admin_token`: the bearer token of the admin endpoints (gateway).
     AdminToken,
+    /// `payment.webhook_secret`: the HMAC key of the payment provider's webhooks (payment). Checking it also
+    /// checks every `payment.webhook_secrets_previous` entry.
+    WebhookSecret,
 }
 
 impl Secret {
@@ -26,6 +29,7 @@ impl Secret {
         match self {
             Self::JwtSecret => "auth.jwt_secret",
             Self::AdminToken => "auth.admin_token",
+            Self::WebhookSecret => "payment.webhook_secret",
         }
     }
 
@@ -41,6 +45,7 @@ impl Secret {
         match self {
             Self::JwtSecret => &s.auth.jwt_secret,
             Self::AdminToken => &s.auth.admin_token,
+            Self::WebhookSecret => &s.payment.webhook_secret,
         }
     }
 }
@@ -66,7 +71,7 @@ impl Settings {
     /// development mode the warnings reach the log.
     pub fn require_secrets(&self, used: &[Secret]) -> anyhow::Result<()> {
         let defaults = Settings::defaults()?;
-        let weak: Vec<String> = used
+        let mut weak: Vec<String> = used
             .iter()
             .filter_map(|&secret| {
                 let why = weakness(
@@ -80,6 +85,16 @@ impl Settings {
                 ))
             })
             .collect();
+        if used.contains(&Secret::WebhookSecret) {
+            let development = defaults.payment.webhook_secret.expose_secret();
+            for (i, previous) in self.payment.webhook_secrets_previous.iter().enumerate() {
+                if let Some(why) = weakness(previous.expose_secret(), development) {
+                    weak.push(format!(
+                        "payment.webhook_secrets_previous[{i}] {why}: every key still accepted must be a strong one"
+                    ));
+                }
+            }
+        }
         if weak.is_empty() {
             return Ok(());
         }
@@ -166,6 +181,32 @@ mod tests {
                 .require_secrets(&[Secret::AdminToken])
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn weak_webhook_secrets_current_or_previous_are_refused() {
+        let mut s = with(STRONG, STRONG, false);
+        let err = s
+            .require_secrets(&[Secret::WebhookSecret])
+            .expect_err("the development webhook secret")
+            .to_string();
+        assert!(
+            err.contains("payment.webhook_secret is the development value"),
+            "{err}"
+        );
+        s.payment.webhook_secret = SecretString::from(STRONG);
+        assert!(s.require_secrets(&[Secret::WebhookSecret]).is_ok());
+        s.payment.webhook_secrets_previous = vec![SecretString::from("short")];
+        let err = s
+            .require_secrets(&[Secret::WebhookSecret])
+            .expect_err("a short previous secret")
+            .to_string();
+        assert!(
+            err.contains("payment.webhook_secrets_previous[0] is 5 bytes long"),
+            "{err}"
+        );
+        s.dev = true;
+        assert!(s.require_secrets(&[Secret::WebhookSecret]).is_ok());
     }
 
     #[test]

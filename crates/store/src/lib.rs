@@ -2,10 +2,13 @@
 //!
 //! Reads `postgres.url`, `postgres.pool_size`, `postgres.acquire_timeout_ms`, `postgres.run_migrations`.
 
+pub mod admission;
 pub mod errors;
 pub mod expiry;
 pub mod models;
 pub mod orders;
+pub mod paying;
+pub mod payments;
 pub mod pool;
 pub mod sales;
 pub mod schema;

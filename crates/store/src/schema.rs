@@ -12,6 +12,7 @@ diesel::table! {
         payment_window_secs -> Int4,
         held -> Int8,
         created_at -> Timestamptz,
+        paid_count -> Int8,
     }
 }
 
@@ -31,5 +32,32 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    payments (id) {
+        id -> Uuid,
+        order_id -> Uuid,
+        sale_id -> Int8,
+        user_id -> Text,
+        quantity -> Int4,
+        amount_minor -> Int8,
+        status -> Text,
+        reserved_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    webhook_events (event_id) {
+        event_id -> Text,
+        payment_id -> Uuid,
+        event_type -> Text,
+        status_code -> Int4,
+        answer -> Text,
+        processed_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(orders -> sales (sale_id));
-diesel::allow_tables_to_appear_in_same_query!(sales, orders);
+diesel::allow_tables_to_appear_in_same_query!(sales, orders, payments, webhook_events);

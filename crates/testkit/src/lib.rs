@@ -5,6 +5,7 @@
 pub mod env;
 pub mod expiry;
 mod inspect;
+pub mod payment;
 pub mod prepare;
 pub mod process;
 pub mod proxy;
@@ -15,6 +16,7 @@ pub mod wait;
 
 pub use env::{SaleSpec, TestEnv};
 pub use expiry::{ExpiryHandle, ExpiryProcess};
+pub use payment::{EventProbe, PaymentClient, PaymentHandle, PaymentProcess};
 pub use process::{GatewayProcess, OrderWriterProcess, ServiceProcess};
 pub use proxy::TcpProxy;
 pub use redis_server::LocalRedis;

@@ -1,8 +1,5 @@
-//! Who is calling. Buyers: `Authorization: Bearer <JWT>`, HS256 only (`none` and every other alg refused),
-//! `exp` required, 30 s leeway, `sub` = user id, `aud` as `auth.jwt_audience` says: when it is set the token must
-//! name it (a string, or an array containing it); when it is empty a token carrying any `aud` is refused, since
-//! it was issued for some other service (RFC 7519 4.1.3). Admins: `Authorization: Bearer <auth.admin_token>`.
-//! Keys and validation rules are built once at start-up.
+//! The gateway's callers: buyers (JWT) and admins (bearer token), checked by `flashsale-auth` (shared with the
+//! payment service) and refused with 401 UNAUTHORIZED.
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -10,95 +7,17 @@ use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, web};
 use flashsale_domain::{ErrorCode, UserId};
 use flashsale_platform::Secret;
-use flashsale_platform::settings::AuthSettings;
-use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
-use secrecy::ExposeSecret;
-use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use std::future::{Ready, ready};
+
+pub use flashsale_auth::{Auth, Unauthorized, bearer};
 
 /// The secrets the gateway uses; `main` refuses to start when one is weak outside development mode.
 pub const SECRETS: &[Secret] = &[Secret::JwtSecret, Secret::AdminToken];
 
-pub struct Auth {
-    key: DecodingKey,
-    validation: Validation,
-    /// No audience configured: every token with an `aud` claim is refused.
-    refuse_any_audience: bool,
-    admin_digest: [u8; 32],
-}
-
-#[derive(Deserialize)]
-struct Claims {
-    sub: String,
-    /// Read here too because jsonwebtoken lets a malformed `aud` (say `42`) through when no audience is set.
-    #[serde(default)]
-    aud: Option<serde_json::Value>,
-}
-
-impl Auth {
-    pub fn new(settings: &AuthSettings) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 30;
-        let audience = settings.jwt_audience.as_str();
-        if audience.is_empty() {
-            validation.set_required_spec_claims(&["exp", "sub"]);
-        } else {
-            validation.set_audience(&[audience]);
-            validation.set_required_spec_claims(&["exp", "sub", "aud"]);
-        }
-        Self {
-            key: DecodingKey::from_secret(settings.jwt_secret.expose_secret().as_bytes()),
-            validation,
-            refuse_any_audience: audience.is_empty(),
-            admin_digest: Sha256::digest(settings.admin_token.expose_secret().as_bytes()).into(),
-        }
+impl From<Unauthorized> for ApiError {
+    fn from(e: Unauthorized) -> Self {
+        ApiError::new(ErrorCode::Unauthorized, e.0)
     }
-
-    pub fn buyer(&self, token: &str) -> Result<UserId, ApiError> {
-        let data = decode::<Claims>(token, &self.key, &self.validation).map_err(|e| {
-            unauthorized(match e.kind() {
-                ErrorKind::InvalidAudience => {
-                    "invalid token: its audience (aud) is not accepted here".into()
-                }
-                ErrorKind::MissingRequiredClaim(claim) if claim == "aud" => {
-                    "invalid token: it must name this service's audience (aud)".into()
-                }
-                _ => format!("invalid token: {e}"),
-            })
-        })?;
-        if self.refuse_any_audience && data.claims.aud.is_some() {
-            return Err(unauthorized(
-                "invalid token: it carries an audience (aud) and this service accepts none",
-            ));
-        }
-        UserId::parse(data.claims.sub).map_err(|e| unauthorized(e.to_string()))
-    }
-
-    /// Compares digests, so the comparison time says nothing about the token.
-    pub fn is_admin(&self, token: &str) -> bool {
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        digest == self.admin_digest
-    }
-}
-
-fn unauthorized(message: impl Into<std::borrow::Cow<'static, str>>) -> ApiError {
-    ApiError::new(ErrorCode::Unauthorized, message)
-}
-
-fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
-    let header = req
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .ok_or_else(|| unauthorized("missing Authorization header"))?
-        .to_str()
-        .map_err(|_| unauthorized("malformed Authorization header"))?;
-    header
-        .strip_prefix("Bearer ")
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| unauthorized("Authorization must be \"Bearer <token>\""))
 }
 
 fn state(req: &HttpRequest) -> Result<&web::Data<AppState>, ApiError> {
@@ -114,11 +33,7 @@ impl FromRequest for Buyer {
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(
-            state(req)
-                .and_then(|s| s.auth.buyer(bearer(req)?))
-                .map(Buyer),
-        )
+        ready(state(req).and_then(|s| Ok(Buyer(s.auth.buyer_of(req)?))))
     }
 }
 
@@ -134,7 +49,10 @@ impl FromRequest for Admin {
             if s.auth.is_admin(bearer(req)?) {
                 Ok(Admin)
             } else {
-                Err(unauthorized("invalid admin token"))
+                Err(ApiError::new(
+                    ErrorCode::Unauthorized,
+                    "invalid admin token",
+                ))
             }
         }))
     }

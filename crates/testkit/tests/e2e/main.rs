@@ -11,6 +11,7 @@ mod lifecycle;
 mod loadtest;
 mod order_writer;
 mod orders;
+mod payment;
 mod poison;
 mod redis_state;
 mod refusals;

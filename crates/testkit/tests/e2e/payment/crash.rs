@@ -1,0 +1,114 @@
+//! payment SIGKILLed in the middle of a burst of webhooks: every webhook answered 200 is applied exactly once,
+//! and sending the rest again completes them with priorities exactly 1..N.
+
+use super::reserve_and_checkout;
+use flashsale_testkit::env::DRAIN;
+use flashsale_testkit::{SaleSpec, TestEnv, eventually};
+use reqwest::StatusCode;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+const ORDERS: usize = 40;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn payment_killed_mid_burst_applies_each_answered_webhook_once() {
+    let env = TestEnv::new().await;
+    let gw = env.spawn_gateway().await;
+    let _writer = env.spawn_order_writer().await;
+    let first = env.start_payment_process().await;
+    let sale = gw.create_sale(&env, &SaleSpec::stock(ORDERS as i64)).await;
+    let mut bodies = Vec::new();
+    for i in 0..ORDERS {
+        let checkout = reserve_and_checkout(&env, &gw, &first, sale, &format!("b{i}")).await;
+        bodies.push(TestEnv::webhook_body(
+            &format!("evt-{i}"),
+            "payment.succeeded",
+            &checkout,
+        ));
+    }
+    eventually(DRAIN, || env.order_count(sale), ORDERS as i64).await;
+
+    // The burst: raw requests (a connection reset is an answer too), killed once a quarter are answered.
+    let answered = Arc::new(AtomicUsize::new(0));
+    let http = reqwest::Client::new();
+    let url = format!("{}/webhooks/psp", first.base);
+    let burst = bodies.iter().map(|body| {
+        let (http, url, answered) = (http.clone(), url.clone(), Arc::clone(&answered));
+        let sig = env.sign_webhook(body);
+        let body = body.clone();
+        async move {
+            let res = http
+                .post(url)
+                .header(flashsale_webhook::HEADER, sig)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await;
+            answered.fetch_add(1, Ordering::SeqCst);
+            match res {
+                Ok(r) if r.status() == StatusCode::OK => r.json::<serde_json::Value>().await.ok(),
+                _ => None,
+            }
+        }
+    });
+    let burst = tokio::spawn(futures_util::future::join_all(burst));
+    eventually(
+        DRAIN,
+        || async { answered.load(Ordering::SeqCst) >= ORDERS / 4 },
+        true,
+    )
+    .await;
+    first.kill().await;
+    let firsts: Vec<Option<serde_json::Value>> = burst.await.expect("burst");
+    let ok: HashMap<usize, serde_json::Value> = firsts
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, a)| a.map(|a| (i, a)))
+        .collect();
+    assert!(
+        !ok.is_empty(),
+        "some webhooks were answered before the kill"
+    );
+
+    // Every webhook answered 200 is applied.
+    let rows = env.paid_orders(sale).await;
+    for answer in ok.values() {
+        let row = rows
+            .iter()
+            .find(|r| r.0 == answer["order_id"].as_str().unwrap_or_default());
+        assert_eq!(
+            row.map(|r| (r.1.as_str(), r.2)),
+            Some(("paid", answer["shipping_priority"].as_i64()))
+        );
+    }
+
+    // The provider retries everything: the answered ones answer the same, the rest complete.
+    let second = env.start_payment_process().await;
+    for (i, body) in bodies.iter().enumerate() {
+        let reply = second.webhook(body, Some(&env.sign_webhook(body))).await;
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+        assert_eq!(reply.body["status"], "paid");
+        if let Some(first_answer) = ok.get(&i) {
+            assert_eq!(
+                &reply.body, first_answer,
+                "a replay answers what was answered first"
+            );
+        }
+    }
+    let rows = env.paid_orders(sale).await;
+    let priorities: Vec<Option<i64>> = rows.iter().map(|r| r.2).collect();
+    let expected: Vec<Option<i64>> = (1..=ORDERS as i64).map(Some).collect();
+    assert_eq!(
+        priorities, expected,
+        "each applied exactly once, no gap, no repeat"
+    );
+    assert_eq!(env.payment_counters(sale).await.2, ORDERS as i64);
+    eventually(
+        DRAIN,
+        || async { gw.sale(sale).await.body["sold"].as_i64() },
+        Some(ORDERS as i64),
+    )
+    .await;
+    env.cleanup().await;
+}

@@ -1,0 +1,3 @@
+DROP TABLE webhook_events;
+DROP TABLE payments;
+ALTER TABLE sales DROP COLUMN paid_count;

@@ -1,0 +1,75 @@
+//! The webhook's body: `{"event_id", "type", "payment_id", "order_id", "amount"}`, parsed only after the
+//! signature was checked on the raw bytes. Unknown fields are allowed: providers add fields over time.
+
+use crate::error::ApiError;
+use flashsale_domain::Money;
+use serde::Deserialize;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Succeeded,
+    Failed,
+}
+
+impl EventKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "payment.succeeded",
+            Self::Failed => "payment.failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub event_id: String,
+    pub kind: EventKind,
+    pub payment_id: Uuid,
+    pub order_id: Uuid,
+    pub amount: Money,
+}
+
+#[derive(Deserialize)]
+struct Raw {
+    event_id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    payment_id: String,
+    order_id: String,
+    amount: Money,
+}
+
+/// Longest accepted event id.
+const MAX_EVENT_ID: usize = 200;
+
+impl Event {
+    pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
+        let raw: Raw = serde_json::from_slice(body)
+            .map_err(|e| ApiError::invalid(format!("invalid webhook body: {e}")))?;
+        if raw.event_id.is_empty() || raw.event_id.len() > MAX_EVENT_ID {
+            return Err(ApiError::invalid(format!(
+                "event_id must be 1..={MAX_EVENT_ID} characters"
+            )));
+        }
+        let kind = match raw.kind.as_str() {
+            "payment.succeeded" => EventKind::Succeeded,
+            "payment.failed" => EventKind::Failed,
+            other => {
+                return Err(ApiError::invalid(format!(
+                    "type must be payment.succeeded or payment.failed, not {other:?}"
+                )));
+            }
+        };
+        let uuid = |name: &str, raw: &str| {
+            Uuid::parse_str(raw).map_err(|_| ApiError::invalid(format!("{name} is not a UUID")))
+        };
+        Ok(Self {
+            payment_id: uuid("payment_id", &raw.payment_id)?,
+            order_id: uuid("order_id", &raw.order_id)?,
+            event_id: raw.event_id,
+            kind,
+            amount: raw.amount,
+        })
+    }
+}
