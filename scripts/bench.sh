@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# `make bench`: a fresh gateway and order-writer (release build) on prefixes and a database of their own, then
+# `make bench`: the four services (release build), fresh, on prefixes and a database of their own, then
 # ceiling, race (5 runs, the median reported), flood, sustain (closed loop, then open loop at half its rate),
-# writer (3 runs, the median reported), redis-benchmark on an EVALSHA of the reservation script, and one table.
+# writer (3 runs, the median reported), expiry, pay, redis-benchmark on an EVALSHA of the reservation script, and
+# one table.
 # Reports land in .run/bench/<scenario>.json; service logs in .run/bench/<service>.log.
 # Knobs (environment): BENCH_DURATION (s, default 10), BENCH_CONCURRENCY (default 500),
-# BENCH_WRITER_ORDERS (default 100000), BENCH_REDIS_REQUESTS (default 300000).
+# BENCH_WRITER_ORDERS (default 100000), BENCH_REDIS_REQUESTS (default 300000), BENCH_EXPIRY_ORDERS and
+# BENCH_PAY_ORDERS (default 10000 each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +17,8 @@ DURATION=${BENCH_DURATION:-10}
 CONCURRENCY=${BENCH_CONCURRENCY:-500}
 WRITER_ORDERS=${BENCH_WRITER_ORDERS:-100000}
 REDIS_REQUESTS=${BENCH_REDIS_REQUESTS:-300000}
+EXPIRY_ORDERS=${BENCH_EXPIRY_ORDERS:-10000}
+PAY_ORDERS=${BENCH_PAY_ORDERS:-10000}
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json "$OUT"/redis.txt
 
@@ -22,7 +26,7 @@ command -v redis-benchmark >/dev/null || {
     echo "bench: redis-benchmark is missing (Debian: apt-get install redis-tools)" >&2
     exit 1
 }
-for port in 8080 8082; do
+for port in 8080 8081 8082 8083; do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
         echo "bench: port $port is taken (is \`make run\` still running?); stop it first" >&2
         exit 1
@@ -60,12 +64,14 @@ start_stack
 ticks_per_s=$(getconf CLK_TCK)
 cpu_snapshot() {
     local name pid total f procs
-    for name in gateway order-writer redis-server beam.smp postgres; do
+    for name in gateway order-writer payment expiry redis-server beam.smp postgres; do
         total=0
         # The bench's own services by pid (an earlier gateway still shutting down must not count).
         case $name in
             gateway) procs=${pids[0]} ;;
             order-writer) procs=${pids[1]} ;;
+            payment) procs=${pids[2]} ;;
+            expiry) procs=${pids[3]} ;;
             *) procs=$(pgrep -x "$name") ;;
         esac
         for pid in $procs; do
@@ -105,6 +111,9 @@ run sustain-open sustain -c "$CONCURRENCY" -d "$DURATION" --rate "$half"
 for i in 1 2 3; do run "writer-$i" writer -n "$WRITER_ORDERS"; done
 median=$(for i in 1 2 3; do echo "$(rate_of "writer-$i") writer-$i"; done | sort -n | sed -n 2p | cut -d' ' -f2)
 cp "$OUT/$median.json" "$OUT/writer.json"
+# The end of an order's life: unpaid reservations released at their deadline, then orders paid by webhooks.
+run expiry expiry -c "$CONCURRENCY" -n "$EXPIRY_ORDERS"
+run pay pay --payment "$PAYMENT" -c "$CONCURRENCY" -n "$PAY_ORDERS"
 
 echo "bench: redis-benchmark EVALSHA of the reservation script" >&2
 mapfile -t evalsha < <(lt evalsha-args)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make run`: migrate, start gateway and order-writer against the local services, create a demo sale, and print
-# how to reserve. Ctrl-C stops both services (SIGTERM, graceful). Logs go to .run/<service>.log.
+# `make run`: migrate, start the four services (gateway, order-writer, payment with its simulated provider,
+# expiry) against the local PostgreSQL, Redis and RabbitMQ, create a demo sale, and print how to reserve, check
+# out and pay. Ctrl-C stops every service (SIGTERM, graceful). Logs go to .run/<service>.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,17 +39,29 @@ cat <<MSG
 
 flashsale is running.
   gateway       $GATEWAY        (/healthz /readyz /metrics)
+  payment       $PAYMENT        (checkout, webhook, simulated provider; /healthz /readyz /metrics)
   order-writer  http://127.0.0.1:8082  (/healthz /readyz /metrics)
+  expiry        http://127.0.0.1:8083  (/healthz /readyz /metrics)
   RabbitMQ      amqp://guest:guest@127.0.0.1:5672  (queues flashsale.*)
-  logs          .run/gateway.log .run/order-writer.log
+  logs          .run/gateway.log .run/payment.log .run/order-writer.log .run/expiry.log
 
-Demo sale $sale_id: $sale
+Demo sale $sale_id (payment window 10 minutes): $sale
 
-Reserve one unit as demo-buyer:
-  curl -i -X POST $GATEWAY/api/v1/sales/$sale_id/reservations -H 'Authorization: Bearer $token'
-Then look at it:
-  curl $GATEWAY/api/v1/me/orders -H 'Authorization: Bearer $token'
-  curl $GATEWAY/api/v1/sales/$sale_id
+1. Reserve one unit as demo-buyer, keeping the order id:
+  TOKEN='$token'
+  ORDER=\$(curl -sS -X POST $GATEWAY/api/v1/sales/$sale_id/reservations -H "Authorization: Bearer \$TOKEN" | sed -E 's/.*"order_id":"([^"]+)".*/\1/'); echo \$ORDER
+
+2. Check out: the answer carries the payment id and its checkout_url.
+  curl -sS -X POST $PAYMENT/api/v1/orders/\$ORDER/checkout -H "Authorization: Bearer \$TOKEN"
+
+3. Pay: open the checkout_url in a browser and press Pay (or Fail). The same by curl, with the payment id:
+  curl -sS -X POST $PAYMENT/psp/checkout/<payment_id>/complete -H 'Content-Type: application/json' -d '{"outcome":"succeeded"}'
+   The simulator sends the signed webhook to the payment service and prints its answer (status paid, the
+   shipping priority). Left unpaid, the order expires after the window and its unit is on sale again.
+
+4. Look at it:
+  curl -sS $GATEWAY/api/v1/orders/\$ORDER -H "Authorization: Bearer \$TOKEN"
+  curl -sS $GATEWAY/api/v1/sales/$sale_id
 Other buyers: target/debug/flashsale-mint-token <user id>
 
 Ctrl-C stops everything.

@@ -1,18 +1,21 @@
 //! `flashsale-loadtest`: measures the first second of a sale against a running gateway, and verifies what was
 //! sold. Scenarios: `ceiling` (the HTTP ceiling: `/healthz`), `race` (N buyers for S units), `flood` (the
-//! sold-out path), `sustain` (the success path, and how fast order-writer keeps up) and `writer` (order-writer
-//! draining a backlog). Reads the same settings as the services (admin token, JWT secret, PostgreSQL and
+//! sold-out path), `sustain` (the success path, and how fast order-writer keeps up), `writer` (order-writer
+//! draining a backlog), `expiry` (unpaid reservations released at their deadline) and `pay` (orders paid by
+//! signed webhooks). Reads the same settings as the services (admin token, JWT secret, PostgreSQL and
 //! RabbitMQ URLs). Exits non-zero when verification fails: an oversell, a lost or a duplicated order.
 
 mod buyers;
 mod engine;
 mod lifecycle;
+mod pay;
 mod redis_bench;
 mod report;
 mod scenarios;
 mod table;
 mod writer;
 
+use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use engine::{Plan, Until};
 use flashsale_platform::Settings;
@@ -113,6 +116,18 @@ enum Scenario {
         #[arg(long, short = 'n', default_value_t = 10_000)]
         reservations: usize,
     },
+    /// N orders paid at once through signed webhooks (one `payment.succeeded` each): reports webhooks/s and
+    /// verifies every order is paid with shipping priorities exactly 1..N in paid order. Needs the payment
+    /// service.
+    Pay {
+        /// Base URL of the payment service.
+        #[arg(long, default_value = "http://127.0.0.1:8081")]
+        payment: String,
+        #[arg(long, short = 'c', default_value_t = 500)]
+        concurrency: usize,
+        #[arg(long, short = 'n', default_value_t = 10_000)]
+        orders: usize,
+    },
     /// order-writer's own ceiling: publishes N `reservation.created` messages to a queue of its own, then starts
     /// an order-writer (in this process, same code and settings) on that backlog and times the drain.
     Writer {
@@ -163,6 +178,14 @@ async fn main() -> anyhow::Result<()> {
             concurrency,
             reservations,
         } => lifecycle::expiry(&ctx, concurrency, reservations).await?,
+        Scenario::Pay {
+            payment,
+            concurrency,
+            orders,
+        } => {
+            let payment = reqwest::Url::parse(&payment).context("--payment is not a URL")?;
+            pay::pay(&ctx, &payment, concurrency, orders).await?
+        }
         Scenario::Writer { orders } => writer::drain_backlog(&ctx, orders).await?,
         Scenario::EvalshaArgs => {
             for arg in redis_bench::evalsha_args(&ctx).await? {
