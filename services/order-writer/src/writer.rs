@@ -12,12 +12,13 @@
 
 use crate::metrics::WriterMetrics;
 use anyhow::Context;
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::result::Error as DieselError;
 use diesel_async::AsyncConnection;
 use flashsale_broker::{BatchHandler, HandleError, Message, Publisher, Settle};
 use flashsale_domain::ReservationCreated;
 use flashsale_domain::messages::RESERVATION_REJECTED;
 use flashsale_store::admission::{breaks_a_rule, decide_and_write};
+use flashsale_store::errors::{is_conflict, is_outage};
 use flashsale_store::{PgPool, PoolError};
 use std::time::Instant;
 
@@ -127,31 +128,16 @@ fn pool_error(e: PoolError) -> HandleError {
     HandleError::Outage(anyhow::Error::new(e).context("acquiring a PostgreSQL connection"))
 }
 
-/// A lost connection or a read-only server is an outage; any other error (a constraint, a trigger, a bug) may
-/// lie in a message. Errors this cannot tell apart (a server shutting down mid-batch) are caught by `healthy`.
+/// A lost connection or a read-only server is an outage, and a deadlock or serialization failure against a
+/// concurrent writer (payment admitting a row, expiry) is transient: both are retried and never dead-letter.
+/// Any other error (a constraint, a trigger, a bug) may lie in a message. Errors this cannot tell apart (a
+/// server shutting down mid-batch) are caught by `healthy`.
 fn query_error(e: DieselError) -> HandleError {
-    let outage = is_outage(&e);
+    let outage = is_outage(&e) || is_conflict(&e);
     let e = anyhow::Error::new(e).context("writing a batch of orders");
     if outage {
         HandleError::Outage(e)
     } else {
         HandleError::Failed(e)
-    }
-}
-
-/// tokio-postgres errors without a SQLSTATE (closed socket, I/O) arrive as `UnableToSendCommand`.
-fn is_outage(e: &DieselError) -> bool {
-    match e {
-        DieselError::DatabaseError(
-            DatabaseErrorKind::ClosedConnection
-            | DatabaseErrorKind::UnableToSendCommand
-            // A replica after a failover: no message can be written until a primary is back.
-            | DatabaseErrorKind::ReadOnlyTransaction,
-            _,
-        )
-        | DieselError::BrokenTransactionManager => true,
-        // The commit's fate is unknown; a retry finds the rows if it happened.
-        DieselError::RollbackErrorOnCommit { commit_error, .. } => is_outage(commit_error),
-        _ => false,
     }
 }

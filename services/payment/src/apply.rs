@@ -13,10 +13,11 @@
 
 use crate::event::{Event, EventKind};
 use crate::follow_up::{FollowUp, paid_message, refund_message};
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::result::Error as DieselError;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use flashsale_domain::{OrderStatus, ReservationCreated};
 use flashsale_store::admission::decide_and_write;
+use flashsale_store::errors::is_conflict;
 use flashsale_store::models::OrderRow;
 use flashsale_store::payments::{self, PaymentRow, PaymentStatus};
 use flashsale_store::{orders, paying};
@@ -72,21 +73,12 @@ pub async fn apply(conn: &mut AsyncPgConnection, event: &Event) -> Result<Applie
             .transaction(async |conn| apply_once(conn, event).await)
             .await
         {
-            Err(TxError::Db(e)) if attempt < ATTEMPTS && is_race(&e) => {
+            Err(TxError::Db(e)) if attempt < ATTEMPTS && is_conflict(&e) => {
                 tracing::info!(error = %e, attempt, "webhook transaction lost a race; running it again");
                 attempt += 1;
             }
             other => return other,
         }
-    }
-}
-
-/// PostgreSQL's deadlock (40P01) and serialization (40001) failures: retried, never failed.
-fn is_race(e: &DieselError) -> bool {
-    match e {
-        DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
-        DieselError::DatabaseError(_, info) => info.message().contains("deadlock detected"),
-        _ => false,
     }
 }
 
