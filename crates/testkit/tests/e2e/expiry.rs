@@ -72,7 +72,7 @@ async fn order_view_status(gw: &GatewayClient, order: OrderId, token: &str) -> S
 
 /// Reserves until the gateway takes it, for at most 2 s: units that come back are on sale again on every
 /// gateway within 1 s (a gateway may answer SOLD_OUT from memory until then).
-async fn reserve_returned_unit(gw: &GatewayClient, sale: SaleId, token: &str) -> Reply {
+pub(crate) async fn reserve_returned_unit(gw: &GatewayClient, sale: SaleId, token: &str) -> Reply {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     loop {
         let reply = gw.reserve(sale, token).await;

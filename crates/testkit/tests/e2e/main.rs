@@ -17,3 +17,4 @@ mod redis_state;
 mod refusals;
 mod rejected;
 mod reservations;
+mod settlement;
