@@ -10,6 +10,7 @@
 //! 3. store the event with its answer.
 //!
 //! The Redis step and the notification happen after the commit (`follow_up`), and again on every replay.
+//! Events are applied in batches, one transaction each (`applier.rs`).
 
 use crate::event::{Event, EventKind};
 use crate::follow_up::{FollowUp, paid_message, refund_message};
@@ -17,7 +18,6 @@ use diesel::result::Error as DieselError;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use flashsale_domain::{OrderStatus, ReservationCreated};
 use flashsale_store::admission::decide_and_write;
-use flashsale_store::errors::is_conflict;
 use flashsale_store::models::OrderRow;
 use flashsale_store::payments::{self, PaymentRow, PaymentStatus};
 use flashsale_store::{orders, paying};
@@ -63,26 +63,8 @@ impl From<DieselError> for TxError {
     }
 }
 
-/// How many times a transaction that lost a deadlock or serialization race is run again.
-const ATTEMPTS: usize = 5;
-
-pub async fn apply(conn: &mut AsyncPgConnection, event: &Event) -> Result<Applied, TxError> {
-    let mut attempt = 1;
-    loop {
-        match conn
-            .transaction(async |conn| apply_once(conn, event).await)
-            .await
-        {
-            Err(TxError::Db(e)) if attempt < ATTEMPTS && is_conflict(&e) => {
-                tracing::info!(error = %e, attempt, "webhook transaction lost a race; running it again");
-                attempt += 1;
-            }
-            other => return other,
-        }
-    }
-}
-
-async fn apply_once(conn: &mut AsyncPgConnection, event: &Event) -> Result<Applied, TxError> {
+/// Applies one event inside the caller's transaction (a savepoint of the applier's batch).
+pub async fn apply_once(conn: &mut AsyncPgConnection, event: &Event) -> Result<Applied, TxError> {
     let Some(payment) = payments::lock(conn, event.payment_id).await? else {
         return Err(TxError::Refused(Refusal::PaymentNotFound));
     };

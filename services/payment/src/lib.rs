@@ -5,6 +5,7 @@
 //! Reads `[payment]`, `[auth]`, `[redis]`, `[amqp]`, `[postgres]` and `[telemetry]`. Serves the API, `/healthz`,
 //! `/readyz` and `/metrics` on `payment.listen` (8081).
 
+pub mod applier;
 pub mod apply;
 pub mod consumer;
 pub mod error;
@@ -68,6 +69,7 @@ impl App {
         let mut secrets = vec![p.webhook_secret.clone()];
         secrets.extend(p.webhook_secrets_previous.iter().cloned());
         let state = AppState {
+            applier: applier::Applier::start(pool.clone(), p.apply_batch_size),
             pool,
             stock,
             publisher,

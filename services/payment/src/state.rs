@@ -14,6 +14,8 @@ use tokio_util::sync::CancellationToken;
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
+    /// Applies webhook events in batches, one commit each (`applier.rs`).
+    pub applier: crate::applier::Applier,
     pub stock: Stock,
     pub publisher: Publisher,
     pub auth: Arc<Auth>,

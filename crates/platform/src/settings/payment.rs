@@ -16,6 +16,8 @@ pub struct PaymentSettings {
     /// Where a buyer is sent to pay: `<checkout_base_url><payment_id>`.
     pub checkout_base_url: String,
     pub batch_size: usize,
+    /// Most webhook events applied in one transaction (group commit; see the payment service's `applier`).
+    pub apply_batch_size: usize,
     pub batch_linger_ms: u64,
     pub shutdown_grace_ms: u64,
     pub simulator: SimulatorSettings,
@@ -37,6 +39,10 @@ impl PaymentSettings {
         anyhow::ensure!(
             self.batch_size > 0 && self.batch_size <= 5000,
             "payment.batch_size must be 1..=5000"
+        );
+        anyhow::ensure!(
+            (1..=1000).contains(&self.apply_batch_size),
+            "payment.apply_batch_size must be 1..=1000"
         );
         anyhow::ensure!(
             self.shutdown_grace_ms > 0,

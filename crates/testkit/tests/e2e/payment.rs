@@ -1,6 +1,7 @@
 //! The payment service against the real services: the simulator end to end, priorities under concurrency,
 //! the webhook's signature, replay and amount rules, payments after the deadline, checkout, and a SIGKILL.
 
+mod batch;
 mod checkout;
 mod crash;
 

@@ -2,7 +2,8 @@
 //! before anything else (401 INVALID_SIGNATURE, nothing changes); then the event is applied (`apply`) and
 //! followed up (`follow_up`); a replayed `event_id` answers its first answer again and re-drives the follow-up.
 
-use crate::apply::{self, Answer, Applied, Refusal, TxError};
+use crate::applier::ApplyError;
+use crate::apply::{Answer, Applied, Refusal, TxError};
 use crate::error::ApiError;
 use crate::event::Event;
 use crate::follow_up;
@@ -49,10 +50,7 @@ async fn handle(
         return replay(state, status, body, payment).await;
     }
 
-    let applied = {
-        let mut conn = state.pool.get().await.map_err(StoreError::from)?;
-        apply::apply(&mut conn, &event).await
-    };
+    let applied = state.applier.apply(&event).await;
     match applied {
         Ok(Applied::Answered {
             answer,
@@ -72,8 +70,17 @@ async fn handle(
             )
             .await
         }
-        Err(TxError::Refused(refusal)) => Err(refused(refusal)),
-        Err(TxError::Db(e)) => Err(e.into()),
+        Err(ApplyError::Tx(TxError::Refused(refusal))) => Err(refused(refusal)),
+        Err(ApplyError::Tx(TxError::Db(e))) => Err(e.into()),
+        Err(ApplyError::Unavailable(cause)) => {
+            tracing::warn!(%cause, "webhook not applied");
+            Err(ApiError::unavailable(
+                "the payment store is unavailable; retry shortly",
+            ))
+        }
+        Err(ApplyError::Conflict) => Err(ApiError::unavailable(
+            "the payment store is busy; retry shortly",
+        )),
     }
 }
 
