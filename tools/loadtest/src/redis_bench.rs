@@ -42,7 +42,7 @@ pub async fn evalsha_args(ctx: &Context) -> anyhow::Result<Vec<String>> {
     Ok(vec![
         "EVALSHA".into(),
         stock.reserve_script_sha().into(),
-        "8".into(),
+        "9".into(),
         k.sale(sale),
         k.stock(sale),
         k.buyers(sale),
@@ -51,6 +51,7 @@ pub async fn evalsha_args(ctx: &Context) -> anyhow::Result<Vec<String>> {
         tagged("rate:user:__rand_int__"),
         String::new(),
         String::new(),
+        k.deadlines(sale),
         "__rand_int__".into(),
         "rb-__rand_int__".into(),
         "1".into(),
