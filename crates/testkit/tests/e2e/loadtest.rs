@@ -102,3 +102,44 @@ async fn the_load_tool_sustains_an_open_loop_rate_and_times_the_drain() {
     );
     env.cleanup().await;
 }
+
+/// `make bench` hands these arguments to redis-benchmark: they must make the reservation script reserve (they
+/// once named 8 keys after the script had grown a ninth, and the bench stopped there).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_redis_benchmark_arguments_run_the_reservation_script() {
+    let env = TestEnv::new().await;
+    let out = tokio::process::Command::new(binary("flashsale-loadtest"))
+        .env(
+            "FLASHSALE__REDIS__KEY_PREFIX",
+            &env.settings.redis.key_prefix,
+        )
+        .env("RUST_LOG", "warn")
+        .arg("evalsha-args")
+        .output()
+        .await
+        .expect("flashsale-loadtest runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let args: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|a| a.replace("__rand_int__", "7"))
+        .collect();
+    let mut redis = env
+        .redis()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let reply: Vec<String> = redis::cmd(&args[0])
+        .arg(&args[1..])
+        .query_async(&mut redis)
+        .await
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert_eq!(
+        reply.first().map(String::as_str),
+        Some("RESERVED"),
+        "{reply:?}"
+    );
+}
