@@ -14,12 +14,6 @@ pub use flashsale_auth::{Auth, Unauthorized, bearer};
 /// The secrets the gateway uses; `main` refuses to start when one is weak outside development mode.
 pub const SECRETS: &[Secret] = &[Secret::JwtSecret, Secret::AdminToken];
 
-impl From<Unauthorized> for ApiError {
-    fn from(e: Unauthorized) -> Self {
-        ApiError::new(ErrorCode::Unauthorized, e.0)
-    }
-}
-
 fn state(req: &HttpRequest) -> Result<&web::Data<AppState>, ApiError> {
     req.app_data::<web::Data<AppState>>()
         .ok_or_else(|| ApiError::internal("AppState missing from app data"))
