@@ -3,7 +3,6 @@
 //! reported. The notifications are read from a queue of this run bound to `order.expired`, so the figure
 //! includes the expiry service's whole path: the wait queue's TTL, PostgreSQL, Redis and the publish.
 
-use crate::engine::{Plan, Until};
 use crate::report::{Report, Verification};
 use crate::scenarios::{Context, EXPIRY_WINDOW_SECS};
 use anyhow::Context as _;
@@ -18,7 +17,6 @@ use hdrhistogram::Histogram;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use secrecy::ExposeSecret;
-use serde_json::Value;
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -67,14 +65,7 @@ pub async fn expiry(
     let sale = ctx
         .create_sale_with_window("loadtest expiry", stock, EXPIRY_WINDOW_SECS)
         .await?;
-    let plan = Plan {
-        concurrency,
-        rate: None,
-        until: Until::Requests(reservations),
-    };
-    let m = ctx
-        .fire(plan, ctx.reservations(sale)?, Some(ctx.mint(reservations)?))
-        .await;
+    let m = ctx.reserve_each(sale, concurrency, reservations).await?;
     let accepted = m.count("202");
     let mut report = Report::from_measured("expiry", concurrency, None, &m);
     report.figure("sale_id", sale);
@@ -144,16 +135,7 @@ async fn verify_all_back(
             .get_result::<Count>(&mut conn)
             .await
             .map(|c| c.n)?;
-    let status: Value = ctx
-        .http
-        .get(ctx.url(&format!("/api/v1/sales/{sale}"))?)
-        .send()
-        .await?
-        .json()
-        .await?;
-    let remaining = status["remaining"]
-        .as_i64()
-        .context("the sale has no remaining")?;
+    let remaining = ctx.sale_counter(sale, "remaining").await?;
     let expired = counts
         .iter()
         .find(|c| c.status == "expired")

@@ -4,10 +4,8 @@
 //! the webhook latency, and verifies that every order is `paid` with shipping priorities exactly 1..N in
 //! `paid_at` order, and that the sale's `sold` is N.
 
-use crate::engine::{Plan, Until};
 use crate::report::{Latency, Report, Verification};
 use crate::scenarios::Context;
-use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{BigInt, Nullable, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -15,7 +13,7 @@ use flashsale_domain::Money;
 use futures_util::stream::{self, StreamExt};
 use hdrhistogram::Histogram;
 use secrecy::ExposeSecret;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -41,14 +39,7 @@ pub async fn pay(
 ) -> anyhow::Result<Report> {
     let stock = i64::try_from(orders)?;
     let sale = ctx.create_sale("loadtest pay", stock).await?;
-    let plan = Plan {
-        concurrency,
-        rate: None,
-        until: Until::Requests(orders),
-    };
-    let reserved = ctx
-        .fire(plan, ctx.reservations(sale)?, Some(ctx.mint(orders)?))
-        .await;
+    let reserved = ctx.reserve_each(sale, concurrency, orders).await?;
     let accepted = reserved.count("202");
     let mut conn = AsyncPgConnection::establish(ctx.settings.postgres.url.expose_secret()).await?;
     let payments = recorded(&mut conn, sale, accepted).await?;
@@ -168,14 +159,7 @@ async fn verify_paid(
     .bind::<BigInt, _>(sale)
     .load(conn)
     .await?;
-    let status: Value = ctx
-        .http
-        .get(ctx.url(&format!("/api/v1/sales/{sale}"))?)
-        .send()
-        .await?
-        .json()
-        .await?;
-    let sold = status["sold"].as_i64().context("the sale has no sold")?;
+    let sold = ctx.sale_counter(sale, "sold").await?;
     let mut problems = Vec::new();
     if paid.len() as u64 != accepted {
         problems.push(format!("{} orders paid of {accepted}", paid.len()));

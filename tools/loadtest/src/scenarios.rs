@@ -141,6 +141,37 @@ impl Context {
         measured
     }
 
+    /// One counter (`remaining`, `reserved`, `sold`) of the sale, as the gateway shows it.
+    pub async fn sale_counter(&self, sale: i64, counter: &str) -> anyhow::Result<i64> {
+        let view: Value = self
+            .http
+            .get(self.url(&format!("/api/v1/sales/{sale}"))?)
+            .send()
+            .await?
+            .json()
+            .await?;
+        view[counter]
+            .as_i64()
+            .with_context(|| format!("the sale has no {counter}"))
+    }
+
+    /// `n` distinct buyers reserve one unit each, `concurrency` at a time (closed loop).
+    pub async fn reserve_each(
+        &self,
+        sale: i64,
+        concurrency: usize,
+        n: usize,
+    ) -> anyhow::Result<Measured> {
+        let plan = Plan {
+            concurrency,
+            rate: None,
+            until: Until::Requests(n),
+        };
+        Ok(self
+            .fire(plan, self.reservations(sale)?, Some(self.mint(n)?))
+            .await)
+    }
+
     pub fn reservations(&self, sale: i64) -> anyhow::Result<Target> {
         Ok(Target {
             url: self.url(&format!("/api/v1/sales/{sale}/reservations"))?,
@@ -269,16 +300,7 @@ pub async fn verify(
     .bind::<BigInt, _>(sale)
     .get_result(&mut conn)
     .await?;
-    let status: Value = ctx
-        .http
-        .get(ctx.url(&format!("/api/v1/sales/{sale}"))?)
-        .send()
-        .await?
-        .json()
-        .await?;
-    let remaining = status["remaining"]
-        .as_i64()
-        .context("the sale has no remaining")?;
+    let remaining = ctx.sale_counter(sale, "remaining").await?;
     let mut problems = Vec::new();
     if accepted > stock {
         problems.push(format!(
