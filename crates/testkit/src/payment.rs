@@ -207,7 +207,15 @@ pub type PaidRow = (String, String, Option<i64>, Option<DateTime<Utc>>);
 impl TestEnv {
     /// The payment service in-process; its simulator signs with the test's secret and calls it back.
     pub async fn spawn_payment(&self) -> PaymentHandle {
-        let (settings, port) = payment_settings(&self.settings);
+        self.spawn_payment_with(|_| {}).await
+    }
+
+    /// The payment service in-process with the test's settings changed by `adjust` (a dependency behind a
+    /// proxy, the simulator off, ...).
+    pub async fn spawn_payment_with(&self, adjust: impl FnOnce(&mut Settings)) -> PaymentHandle {
+        let mut base = self.settings.clone();
+        adjust(&mut base);
+        let (settings, port) = payment_settings(&base);
         let prefix = settings.amqp.prefix.clone();
         let app = flashsale_payment::App::build(settings)
             .await

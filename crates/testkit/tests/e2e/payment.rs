@@ -4,6 +4,7 @@
 mod batch;
 mod checkout;
 mod crash;
+mod ops;
 
 use chrono::{Duration as ChronoDuration, Utc};
 use flashsale_domain::SaleId;
