@@ -6,7 +6,8 @@
 # Reports land in .run/bench/<scenario>.json; service logs in .run/bench/<service>.log.
 # Knobs (environment): BENCH_DURATION (s, default 10), BENCH_CONCURRENCY (default 500),
 # BENCH_WRITER_ORDERS (default 100000), BENCH_REDIS_REQUESTS (default 300000), BENCH_EXPIRY_ORDERS and
-# BENCH_PAY_ORDERS (default 10000 each).
+# BENCH_PAY_ORDERS (default 10000 each), BENCH_ONLY (scenario names separated by spaces, e.g. "pay expiry":
+# run only those and print their reports and CPU instead of the table; for working on one figure).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -95,6 +96,20 @@ run() {
 }
 rate_of() { sed -E 's/.*"req_per_s":([0-9.]+).*/\1/' "$OUT/$1.json"; }
 
+if [[ -n ${BENCH_ONLY:-} ]]; then
+    for name in $BENCH_ONLY; do
+        case $name in
+            expiry) run expiry expiry -c "$CONCURRENCY" -n "$EXPIRY_ORDERS" ;;
+            pay) run pay pay --payment "$PAYMENT" -c "$CONCURRENCY" -n "$PAY_ORDERS" ;;
+            writer) run writer writer -n "$WRITER_ORDERS" ;;
+            race) run race race -c "$CONCURRENCY" ;;
+            ceiling | flood | sustain) run "$name" "$name" -c "$CONCURRENCY" -d "$DURATION" ;;
+            *) echo "bench: BENCH_ONLY names an unknown scenario: $name" >&2; exit 1 ;;
+        esac
+        echo "== $name"; cat "$OUT/$name.json"; echo; cat "$OUT/$name.cpu"
+    done
+    exit 0
+fi
 run ceiling ceiling -c "$CONCURRENCY" -d "$DURATION"
 # A race lasts about 0.3 s, so one run is noisy: five runs, and the one with the median req/s is reported.
 for i in 1 2 3 4 5; do run "race-$i" race -c "$CONCURRENCY"; done

@@ -3,6 +3,7 @@
 //!
 //! Reads every section of the settings except `[order_writer]`. Serves on `gateway.listen` (8080).
 
+pub mod admission;
 pub mod auth;
 pub mod body;
 pub mod catalog;
@@ -16,17 +17,15 @@ pub mod state;
 pub mod warm;
 
 use crate::state::AppState;
-use actix_web::{App as HttpApp, HttpResponse, HttpServer, web};
+use actix_web::{App as HttpApp, HttpServer, web};
 use anyhow::Context;
 use flashsale_broker::{Names, Publisher};
-use flashsale_domain::ErrorCode;
 use flashsale_platform::Settings;
 use flashsale_platform::metrics::{HttpMetrics, track_http};
 use flashsale_stock::{RateLimits, Stock};
 use secrecy::ExposeSecret;
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
@@ -225,10 +224,10 @@ fn http_server(
     listener: TcpListener,
 ) -> anyhow::Result<actix_web::dev::Server> {
     let http_metrics = web::Data::new(HttpMetrics::new(&state.registry));
-    let in_flight = web::Data::new(InFlight {
-        now: AtomicUsize::new(0),
-        max: settings.gateway.max_in_flight,
-    });
+    let in_flight = web::Data::new(admission::InFlight::new(
+        settings.gateway.max_in_flight,
+        state.metrics.shed.clone(),
+    ));
     let json = body::json_config(settings.gateway.max_body_bytes);
     let data = web::Data::new(state);
     let mut server = HttpServer::new(move || {
@@ -239,7 +238,7 @@ fn http_server(
             .app_data(json.clone())
             .configure(routes::configure)
             .default_service(web::to(routes::not_found))
-            .wrap(actix_web::middleware::from_fn(bound_in_flight))
+            .wrap(actix_web::middleware::from_fn(admission::bound_in_flight))
             .wrap(actix_web::middleware::from_fn(track_http))
     })
     .disable_signals()
@@ -250,52 +249,4 @@ fn http_server(
         server = server.workers(settings.gateway.workers);
     }
     Ok(server.listen(listener)?.run())
-}
-
-/// The global in-flight bound (`gateway.max_in_flight`) on `/api/` requests: past it, answer 503 at once
-/// instead of queueing.
-struct InFlight {
-    now: AtomicUsize,
-    max: usize,
-}
-
-/// One admitted request. The count comes back down when this is dropped: after the answer, and equally when
-/// the handler's future is dropped at an `.await` (client reset, panic, shutdown), which code after the
-/// `.await` would never see.
-struct Admitted(web::Data<InFlight>);
-
-impl Drop for Admitted {
-    fn drop(&mut self) {
-        self.0.now.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-impl InFlight {
-    fn admit(bound: web::Data<InFlight>) -> Option<Admitted> {
-        if bound.now.fetch_add(1, Ordering::AcqRel) >= bound.max {
-            bound.now.fetch_sub(1, Ordering::AcqRel);
-            return None;
-        }
-        Some(Admitted(bound))
-    }
-}
-
-async fn bound_in_flight(
-    req: actix_web::dev::ServiceRequest,
-    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
-) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
-    // Only the API counts: /healthz, /readyz and /metrics must answer while the gateway is saturated, or
-    // orchestrators would restart (liveness) or scrapers lose sight of an instance exactly when it is busiest.
-    let bound = match req.app_data::<web::Data<InFlight>>() {
-        Some(bound) if req.path().starts_with("/api/") => bound.clone(),
-        _ => return next.call(req).await.map(|r| r.map_into_boxed_body()),
-    };
-    let Some(_admitted) = InFlight::admit(bound) else {
-        let res: HttpResponse = actix_web::ResponseError::error_response(&error::ApiError::new(
-            ErrorCode::Unavailable,
-            "the gateway is at capacity; retry shortly",
-        ));
-        return Ok(req.into_response(res));
-    };
-    next.call(req).await.map(|r| r.map_into_boxed_body())
 }

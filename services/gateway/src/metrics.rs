@@ -11,6 +11,9 @@ pub struct GatewayMetrics {
     pub relayed: IntCounterVec,
     /// `flashsale_sales_warmed_total`: sales made live in Redis from PostgreSQL after their state was missing.
     pub warmed: IntCounterVec,
+    /// `flashsale_requests_shed_total{reason}`: API requests refused before any Redis or RabbitMQ work
+    /// (`in_flight`: past `gateway.max_in_flight`).
+    pub shed: IntCounterVec,
 }
 
 impl GatewayMetrics {
@@ -33,6 +36,12 @@ impl GatewayMetrics {
                 "flashsale_sales_warmed_total",
                 "Sales warmed into Redis from PostgreSQL",
                 &[],
+            ),
+            shed: counter_vec(
+                registry,
+                "flashsale_requests_shed_total",
+                "API requests refused by admission before any Redis or RabbitMQ work, by reason",
+                &["reason"],
             ),
         }
     }
