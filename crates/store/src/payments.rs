@@ -141,17 +141,6 @@ pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<
         .optional()
 }
 
-/// The payment, locked until the transaction ends: the webhooks of one payment are applied one at a time.
-pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<PaymentRow>> {
-    payments::table
-        .find(id)
-        .select(PaymentRow::as_select())
-        .for_update()
-        .first(conn)
-        .await
-        .optional()
-}
-
 /// The order's payments, newest first.
 pub async fn of_order(conn: &mut AsyncPgConnection, order: Uuid) -> QueryResult<Vec<PaymentRow>> {
     payments::table
@@ -162,53 +151,86 @@ pub async fn of_order(conn: &mut AsyncPgConnection, order: Uuid) -> QueryResult<
         .await
 }
 
-pub async fn set_status(
-    conn: &mut AsyncPgConnection,
-    id: Uuid,
-    status: PaymentStatus,
-) -> QueryResult<usize> {
-    diesel::update(payments::table.find(id))
-        .set((
-            payments::status.eq(status.as_str()),
-            payments::updated_at.eq(diesel::dsl::now),
-        ))
-        .execute(conn)
+/// The payments, locked until the transaction ends (in id order, so concurrent batches never deadlock on them).
+pub async fn lock_many(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<PaymentRow>> {
+    payments::table
+        .filter(payments::id.eq_any(ids))
+        .select(PaymentRow::as_select())
+        .order(payments::id)
+        .for_update()
+        .load(conn)
         .await
 }
 
-/// The answer given to a webhook event already processed: `(status code, JSON body, payment id)`.
-pub async fn event_answer(
+/// The stored answers of the events already processed among `event_ids`: `(event id, status code, body)`.
+pub async fn event_answers(
     conn: &mut AsyncPgConnection,
-    event_id: &str,
-) -> QueryResult<Option<(i32, String, Uuid)>> {
+    event_ids: &[&str],
+) -> QueryResult<Vec<(String, i32, String)>> {
     webhook_events::table
-        .find(event_id)
+        .filter(webhook_events::event_id.eq_any(event_ids))
         .select((
+            webhook_events::event_id,
             webhook_events::status_code,
             webhook_events::answer,
-            webhook_events::payment_id,
         ))
-        .first(conn)
+        .load(conn)
         .await
-        .optional()
 }
 
-pub async fn record_event(
+/// Sets each payment's status, in one statement.
+pub async fn set_statuses(
     conn: &mut AsyncPgConnection,
-    event_id: &str,
-    payment: Uuid,
-    event_type: &str,
-    status_code: i32,
-    answer: &str,
+    changes: &[(Uuid, PaymentStatus)],
 ) -> QueryResult<usize> {
-    diesel::insert_into(webhook_events::table)
-        .values((
-            webhook_events::event_id.eq(event_id),
-            webhook_events::payment_id.eq(payment),
-            webhook_events::event_type.eq(event_type),
-            webhook_events::status_code.eq(status_code),
-            webhook_events::answer.eq(answer),
-        ))
-        .execute(conn)
-        .await
+    use diesel::sql_types::{Array, Text, Uuid as SqlUuid};
+    if changes.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<Uuid> = changes.iter().map(|c| c.0).collect();
+    let statuses: Vec<&str> = changes.iter().map(|c| c.1.as_str()).collect();
+    diesel::sql_query(
+        "UPDATE payments p SET status = n.status, updated_at = now() \
+         FROM unnest($1::uuid[], $2::text[]) AS n(id, status) WHERE p.id = n.id",
+    )
+    .bind::<Array<SqlUuid>, _>(&ids)
+    .bind::<Array<Text>, _>(&statuses)
+    .execute(conn)
+    .await
+}
+
+/// A processed webhook event and the answer it was given.
+pub struct NewEvent<'a> {
+    pub event_id: &'a str,
+    pub payment_id: Uuid,
+    pub event_type: &'static str,
+    pub status_code: i32,
+    pub answer: &'a str,
+}
+
+/// Stores processed events, in one statement.
+pub async fn record_events(
+    conn: &mut AsyncPgConnection,
+    events: &[NewEvent<'_>],
+) -> QueryResult<usize> {
+    use diesel::sql_types::{Array, Integer, Text, Uuid as SqlUuid};
+    if events.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<&str> = events.iter().map(|e| e.event_id).collect();
+    let payments: Vec<Uuid> = events.iter().map(|e| e.payment_id).collect();
+    let types: Vec<&str> = events.iter().map(|e| e.event_type).collect();
+    let codes: Vec<i32> = events.iter().map(|e| e.status_code).collect();
+    let answers: Vec<&str> = events.iter().map(|e| e.answer).collect();
+    diesel::sql_query(
+        "INSERT INTO webhook_events (event_id, payment_id, event_type, status_code, answer) \
+         SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::int4[], $5::text[])",
+    )
+    .bind::<Array<Text>, _>(&ids)
+    .bind::<Array<SqlUuid>, _>(&payments)
+    .bind::<Array<Text>, _>(&types)
+    .bind::<Array<Integer>, _>(&codes)
+    .bind::<Array<Text>, _>(&answers)
+    .execute(conn)
+    .await
 }

@@ -1,27 +1,31 @@
-//! Applying one signed webhook event, in one transaction (see `docs/payment.md`):
+//! Applying a batch of signed webhook events, in one transaction (see `docs/payment.md`), with a constant
+//! number of statements whatever the batch's size:
 //!
-//! 1. lock the payment row (the events of one payment are applied one at a time), answer a known `event_id`
-//!    with its stored answer, refuse a payment/order mismatch or a wrong amount (nothing changes);
-//! 2. `payment.succeeded`: lock the order row (admitting it the way order-writer does if it is not written
-//!    yet), then, in a savepoint, take the sale's next `paid_count` and move the order `pending_payment → paid`
-//!    only while `expires_at > clock_timestamp()`. If that fails (the deadline passed, or the order is expired
-//!    or paid by another payment) the savepoint is rolled back, so no priority is skipped, and the payment
-//!    becomes `refund_required`;
-//! 3. store the event with its answer.
+//! 1. lock the batch's payments (the events of one payment are applied one at a time), then answer each known
+//!    `event_id` with its stored answer, and refuse unknown payments, payment/order mismatches and wrong amounts
+//!    (nothing changes for those);
+//! 2. lock the orders, admitting those not written yet the way order-writer does;
+//! 3. `payment.succeeded` of a pending order: `pending_payment → paid` only while `expires_at >
+//!    clock_timestamp()`, with the sale's next shipping priorities (`paying::pay`); an order that is no longer
+//!    payable (expired, paid by another payment, or its deadline passed) makes the payment `refund_required`;
+//!    `payment.failed` marks a pending payment `failed`;
+//! 4. store the payments' new states and the events with their answers.
 //!
 //! The Redis step and the notification happen after the commit (`follow_up`), and again on every replay.
-//! Events are applied in batches, one transaction each (`applier.rs`).
+//! The applier (`applier.rs`) hands this only batches whose payments, orders and event ids are distinct.
 
 use crate::event::{Event, EventKind};
 use crate::follow_up::{FollowUp, paid_message, refund_message};
-use diesel::result::Error as DieselError;
-use diesel_async::{AsyncConnection, AsyncPgConnection};
+use diesel::QueryResult;
+use diesel_async::AsyncPgConnection;
 use flashsale_domain::{OrderStatus, ReservationCreated};
 use flashsale_store::admission::decide_and_write;
 use flashsale_store::models::OrderRow;
-use flashsale_store::payments::{self, PaymentRow, PaymentStatus};
-use flashsale_store::{orders, paying};
+use flashsale_store::paying;
+use flashsale_store::payments::{self, NewEvent, PaymentRow, PaymentStatus};
 use serde_json::{Value, json};
+use std::collections::HashMap;
+use uuid::Uuid;
 
 /// The answer to a webhook: what is stored with the event and sent again on a replay.
 #[derive(Debug, Clone)]
@@ -30,7 +34,7 @@ pub struct Answer {
     pub body: String,
 }
 
-/// What the transaction decided.
+/// What the transaction decided for one event.
 pub enum Applied {
     /// A first answer, stored with the event; `result` labels the metric.
     Answered {
@@ -42,8 +46,8 @@ pub enum Applied {
     Replayed(Answer),
 }
 
-/// Refusals: the transaction rolls back, nothing is stored, the provider may send a corrected event.
-#[derive(Debug)]
+/// Refusals: nothing is stored, the provider may send a corrected event.
+#[derive(Debug, Clone, Copy)]
 pub enum Refusal {
     PaymentNotFound,
     OrderMismatch,
@@ -52,131 +56,234 @@ pub enum Refusal {
     UnknownSale,
 }
 
-pub enum TxError {
-    Refused(Refusal),
-    Db(DieselError),
+pub type Decision = Result<Applied, Refusal>;
+
+/// An event still to decide, with its locked payment.
+struct Live<'a> {
+    at: usize,
+    event: &'a Event,
+    payment: PaymentRow,
 }
 
-impl From<DieselError> for TxError {
-    fn from(e: DieselError) -> Self {
-        Self::Db(e)
+/// Applies the batch inside the caller's transaction: one decision per event, in order. A database error
+/// fails the whole batch (the caller rolls back).
+pub async fn apply_batch(
+    conn: &mut AsyncPgConnection,
+    events: &[&Event],
+) -> QueryResult<Vec<Decision>> {
+    let mut decisions: Vec<Option<Decision>> = events.iter().map(|_| None).collect();
+    let live = check(conn, events, &mut decisions).await?;
+    let mut orders = lock_orders(conn, &live, &mut decisions).await?;
+
+    let mut changes: Vec<(Uuid, PaymentStatus)> = Vec::new();
+    let mut decided: Vec<(usize, &Event, Decided, Uuid)> = Vec::new();
+    let mut to_pay: Vec<&Live> = Vec::new();
+    for l in &live {
+        if decisions[l.at].is_some() {
+            continue;
+        }
+        let order = orders.get(&l.payment.order_id);
+        let decision = match (l.event.kind, l.payment.status(), order) {
+            (EventKind::Failed, status, order) => {
+                if status == Some(PaymentStatus::Pending) {
+                    changes.push((l.payment.id, PaymentStatus::Failed));
+                }
+                failed(
+                    &l.payment,
+                    order.map_or(OrderStatus::PendingPayment, |o| o.status),
+                )
+            }
+            (EventKind::Succeeded, _, None) => {
+                decisions[l.at] = Some(Err(Refusal::UnknownSale));
+                continue;
+            }
+            // Another event of a payment already settled: the same outcome again, re-driven.
+            (EventKind::Succeeded, Some(PaymentStatus::Succeeded), Some(order)) => {
+                paid(order, &l.payment)
+            }
+            (EventKind::Succeeded, Some(PaymentStatus::RefundRequired), Some(order)) => {
+                refund(&l.payment, order.status)
+            }
+            // Money was taken (a provider may report success after a failure): try to apply it.
+            (EventKind::Succeeded, _, Some(order))
+                if order.status == OrderStatus::PendingPayment =>
+            {
+                to_pay.push(l);
+                continue;
+            }
+            (EventKind::Succeeded, _, Some(order)) => {
+                changes.push((l.payment.id, PaymentStatus::RefundRequired));
+                refund(&l.payment, order.status)
+            }
+        };
+        decided.push((l.at, l.event, decision, l.payment.id));
     }
-}
 
-/// Applies one event inside the caller's transaction (a savepoint of the applier's batch).
-pub async fn apply_once(conn: &mut AsyncPgConnection, event: &Event) -> Result<Applied, TxError> {
-    let Some(payment) = payments::lock(conn, event.payment_id).await? else {
-        return Err(TxError::Refused(Refusal::PaymentNotFound));
-    };
-    if let Some((status, body, _)) = payments::event_answer(conn, &event.event_id).await? {
-        return Ok(Applied::Replayed(Answer {
-            status: u16::try_from(status).unwrap_or(200),
-            body,
+    let pairs: Vec<(Uuid, i64)> = to_pay
+        .iter()
+        .map(|l| (l.payment.order_id, l.payment.sale_id))
+        .collect();
+    let paid_now: HashMap<Uuid, paying::Paid> = paying::pay(conn, &pairs)
+        .await?
+        .into_iter()
+        .map(|p| (p.order_id, p))
+        .collect();
+    for l in to_pay {
+        let decision = match (
+            paid_now.get(&l.payment.order_id),
+            orders.remove(&l.payment.order_id),
+        ) {
+            (Some(p), Some(order)) => {
+                changes.push((l.payment.id, PaymentStatus::Succeeded));
+                let order = OrderRow {
+                    status: OrderStatus::Paid,
+                    paid_at: Some(p.paid_at),
+                    shipping_priority: Some(p.shipping_priority),
+                    ..order
+                };
+                paid(&order, &l.payment)
+            }
+            // The deadline passed: expiry will (or did) expire it; the money goes back.
+            _ => {
+                changes.push((l.payment.id, PaymentStatus::RefundRequired));
+                refund(&l.payment, OrderStatus::Expired)
+            }
+        };
+        decided.push((l.at, l.event, decision, l.payment.id));
+    }
+    payments::set_statuses(conn, &changes).await?;
+
+    let answered: Vec<(usize, Answer, FollowUp, &'static str, &Event, Uuid)> = decided
+        .into_iter()
+        .map(|(at, event, (body, follow_up, result), payment)| {
+            let answer = Answer {
+                status: 200,
+                body: body.to_string(),
+            };
+            (at, answer, follow_up, result, event, payment)
+        })
+        .collect();
+    let rows: Vec<NewEvent> = answered
+        .iter()
+        .map(|(_, answer, _, _, event, payment)| NewEvent {
+            event_id: &event.event_id,
+            payment_id: *payment,
+            event_type: event.kind.as_str(),
+            status_code: i32::from(answer.status),
+            answer: &answer.body,
+        })
+        .collect();
+    payments::record_events(conn, &rows).await?;
+    drop(rows);
+    for (at, answer, follow_up, result, _, _) in answered {
+        decisions[at] = Some(Ok(Applied::Answered {
+            answer,
+            follow_up,
+            result,
         }));
     }
-    if payment.order_id != event.order_id {
-        return Err(TxError::Refused(Refusal::OrderMismatch));
+    Ok(decisions
+        .into_iter()
+        .map(|d| d.unwrap_or(Err(Refusal::PaymentNotFound)))
+        .collect())
+}
+
+/// Locks the payments, answers replays and refuses what does not match; the rest is live.
+async fn check<'a>(
+    conn: &mut AsyncPgConnection,
+    events: &[&'a Event],
+    decisions: &mut [Option<Decision>],
+) -> QueryResult<Vec<Live<'a>>> {
+    let ids: Vec<Uuid> = events.iter().map(|e| e.payment_id).collect();
+    let mut found: HashMap<Uuid, PaymentRow> = payments::lock_many(conn, &ids)
+        .await?
+        .into_iter()
+        .map(|p| (p.id, p))
+        .collect();
+    // Read under the payments' locks: an event applied by another instance meanwhile is seen here.
+    let event_ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+    let stored: HashMap<String, (i32, String)> = payments::event_answers(conn, &event_ids)
+        .await?
+        .into_iter()
+        .map(|(id, status, body)| (id, (status, body)))
+        .collect();
+    let mut live = Vec::new();
+    for (at, event) in events.iter().enumerate() {
+        let Some(payment) = found.remove(&event.payment_id) else {
+            decisions[at] = Some(Err(Refusal::PaymentNotFound));
+            continue;
+        };
+        decisions[at] = if let Some((status, body)) = stored.get(&event.event_id) {
+            Some(Ok(Applied::Replayed(Answer {
+                status: u16::try_from(*status).unwrap_or(200),
+                body: body.clone(),
+            })))
+        } else if payment.order_id != event.order_id {
+            Some(Err(Refusal::OrderMismatch))
+        } else if payment.amount_minor != event.amount.minor() {
+            Some(Err(Refusal::AmountMismatch))
+        } else {
+            live.push(Live { at, event, payment });
+            None
+        };
     }
-    if payment.amount_minor != event.amount.minor() {
-        return Err(TxError::Refused(Refusal::AmountMismatch));
+    Ok(live)
+}
+
+/// The live events' orders, locked; a successful payment's order that order-writer has not written yet is
+/// admitted first, as order-writer would (a payment whose sale does not exist is refused).
+async fn lock_orders(
+    conn: &mut AsyncPgConnection,
+    live: &[Live<'_>],
+    decisions: &mut [Option<Decision>],
+) -> QueryResult<HashMap<Uuid, OrderRow>> {
+    let ids: Vec<Uuid> = live.iter().map(|l| l.payment.order_id).collect();
+    let mut orders: HashMap<Uuid, OrderRow> = paying::lock_orders(conn, &ids)
+        .await?
+        .into_iter()
+        .map(|o| (o.id, o))
+        .collect();
+    let mut missing: Vec<&Live> = Vec::new();
+    let mut messages: Vec<ReservationCreated> = Vec::new();
+    for l in live {
+        if l.event.kind != EventKind::Succeeded || orders.contains_key(&l.payment.order_id) {
+            continue;
+        }
+        match reservation_of(&l.payment) {
+            Some(message) => {
+                missing.push(l);
+                messages.push(message);
+            }
+            None => decisions[l.at] = Some(Err(Refusal::UnknownSale)),
+        }
     }
-    let (body, follow_up, result) = match event.kind {
-        EventKind::Failed => failed(conn, &payment).await?,
-        EventKind::Succeeded => succeeded(conn, &payment).await?,
-    };
-    let answer = Answer {
-        status: 200,
-        body: body.to_string(),
-    };
-    payments::record_event(
-        conn,
-        &event.event_id,
-        payment.id,
-        event.kind.as_str(),
-        i32::from(answer.status),
-        &answer.body,
-    )
-    .await?;
-    Ok(Applied::Answered {
-        answer,
-        follow_up,
-        result,
-    })
+    if messages.is_empty() {
+        return Ok(orders);
+    }
+    let refs: Vec<&ReservationCreated> = messages.iter().collect();
+    let admitted = decide_and_write(conn, &refs).await?;
+    for i in admitted.unknown_sale {
+        decisions[missing[i].at] = Some(Err(Refusal::UnknownSale));
+    }
+    let ids: Vec<Uuid> = messages.iter().map(|m| m.order_id.as_uuid()).collect();
+    orders.extend(
+        paying::lock_orders(conn, &ids)
+            .await?
+            .into_iter()
+            .map(|o| (o.id, o)),
+    );
+    Ok(orders)
 }
 
 type Decided = (Value, FollowUp, &'static str);
 
 /// The buyer may check out again until the deadline; the order keeps its state.
-async fn failed(conn: &mut AsyncPgConnection, payment: &PaymentRow) -> Result<Decided, TxError> {
-    if payment.status() == Some(PaymentStatus::Pending) {
-        payments::set_status(conn, payment.id, PaymentStatus::Failed).await?;
-    }
-    let order = orders::find(conn, flashsale_domain::OrderId::from_uuid(payment.order_id)).await?;
-    let status = order.map_or(OrderStatus::PendingPayment, |o| o.status);
-    Ok((
-        json!({ "order_id": payment.order_id, "status": status }),
+fn failed(payment: &PaymentRow, order_status: OrderStatus) -> Decided {
+    (
+        json!({ "order_id": payment.order_id, "status": order_status }),
         FollowUp::Nothing,
         "failed",
-    ))
-}
-
-async fn succeeded(conn: &mut AsyncPgConnection, payment: &PaymentRow) -> Result<Decided, TxError> {
-    match payment.status() {
-        // Another event of a payment already settled: the same outcome again, re-driven.
-        Some(PaymentStatus::Succeeded) => {
-            let order = lock_or_admit(conn, payment).await?;
-            return Ok(paid(&order, payment));
-        }
-        Some(PaymentStatus::RefundRequired) => {
-            let order = lock_or_admit(conn, payment).await?;
-            return Ok(refund(payment, order.status));
-        }
-        // Money was taken (a provider may report success after a failure): try to apply it.
-        Some(PaymentStatus::Pending | PaymentStatus::Failed) | None => {}
-    }
-    let order = lock_or_admit(conn, payment).await?;
-    if order.status != OrderStatus::PendingPayment {
-        payments::set_status(conn, payment.id, PaymentStatus::RefundRequired).await?;
-        return Ok(refund(payment, order.status));
-    }
-    let taken = conn
-        .transaction(async |conn| {
-            let (priority, at) = paying::next_priority(conn, order.sale_id).await?;
-            match paying::mark_paid(conn, order.id, at, priority).await? {
-                1 => Ok((priority, at)),
-                _ => Err(Late::Late),
-            }
-        })
-        .await;
-    match taken {
-        Ok((priority, at)) => {
-            payments::set_status(conn, payment.id, PaymentStatus::Succeeded).await?;
-            let order = OrderRow {
-                status: OrderStatus::Paid,
-                paid_at: Some(at),
-                shipping_priority: Some(priority),
-                ..order
-            };
-            Ok(paid(&order, payment))
-        }
-        // The deadline passed: expiry will (or did) expire it; the money goes back.
-        Err(Late::Late) => {
-            payments::set_status(conn, payment.id, PaymentStatus::RefundRequired).await?;
-            Ok(refund(payment, OrderStatus::Expired))
-        }
-        Err(Late::Db(e)) => Err(e.into()),
-    }
-}
-
-enum Late {
-    Late,
-    Db(DieselError),
-}
-
-impl From<DieselError> for Late {
-    fn from(e: DieselError) -> Self {
-        Self::Db(e)
-    }
+    )
 }
 
 fn paid(order: &OrderRow, payment: &PaymentRow) -> Decided {
@@ -196,24 +303,6 @@ fn refund(payment: &PaymentRow, order_status: OrderStatus) -> Decided {
         refund_message(payment, order_status),
         "refund_required",
     )
-}
-
-/// The order row, locked; written first the way order-writer writes it when order-writer is behind.
-async fn lock_or_admit(
-    conn: &mut AsyncPgConnection,
-    payment: &PaymentRow,
-) -> Result<OrderRow, TxError> {
-    if let Some(order) = paying::lock_order(conn, payment.order_id).await? {
-        return Ok(order);
-    }
-    let message = reservation_of(payment).ok_or(TxError::Refused(Refusal::UnknownSale))?;
-    let decisions = decide_and_write(conn, &[&message]).await?;
-    if !decisions.unknown_sale.is_empty() {
-        return Err(TxError::Refused(Refusal::UnknownSale));
-    }
-    paying::lock_order(conn, payment.order_id)
-        .await?
-        .ok_or(TxError::Refused(Refusal::UnknownSale))
 }
 
 /// The reservation a payment was recorded from, as order-writer would have received it.

@@ -3,7 +3,7 @@
 //! followed up (`follow_up`); a replayed `event_id` answers its first answer again and re-drives the follow-up.
 
 use crate::applier::ApplyError;
-use crate::apply::{Answer, Applied, Refusal, TxError};
+use crate::apply::{Answer, Applied, Refusal};
 use crate::error::ApiError;
 use crate::event::Event;
 use crate::follow_up;
@@ -11,7 +11,6 @@ use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use flashsale_domain::ErrorCode;
-use flashsale_store::{StoreError, payments};
 use secrecy::ExposeSecret;
 
 pub async fn receive(
@@ -41,15 +40,6 @@ async fn handle(
     verify(state, req, &body)?;
     let event = Event::parse(&body)?;
 
-    // A replay answers without taking any lock.
-    let stored = {
-        let mut conn = state.pool.get().await.map_err(StoreError::from)?;
-        payments::event_answer(&mut conn, &event.event_id).await?
-    };
-    if let Some((status, body, payment)) = stored {
-        return replay(state, status, body, payment).await;
-    }
-
     let applied = state.applier.apply(&event).await;
     match applied {
         Ok(Applied::Answered {
@@ -70,8 +60,8 @@ async fn handle(
             )
             .await
         }
-        Err(ApplyError::Tx(TxError::Refused(refusal))) => Err(refused(refusal)),
-        Err(ApplyError::Tx(TxError::Db(e))) => Err(e.into()),
+        Err(ApplyError::Refused(refusal)) => Err(refused(refusal)),
+        Err(ApplyError::Db(e)) => Err(e.into()),
         Err(ApplyError::Unavailable(cause)) => {
             tracing::warn!(%cause, "webhook not applied");
             Err(ApiError::unavailable(
