@@ -105,6 +105,7 @@ pub struct GatewaySettings {
     pub max_body_bytes: usize,
     pub warm_interval_ms: u64,
     pub restore_quiet_ms: u64,
+    pub sold_out_check_ms: u64,
     pub shutdown_grace_ms: u64,
 }
 
@@ -187,6 +188,10 @@ impl Settings {
         anyhow::ensure!(
             (self.gateway.address_rate_per_sec == 0) == (self.gateway.address_rate_burst == 0),
             "gateway.address_rate_per_sec and gateway.address_rate_burst are both 0 (off) or both positive"
+        );
+        anyhow::ensure!(
+            (10..=1000).contains(&self.gateway.sold_out_check_ms),
+            "gateway.sold_out_check_ms must be 10..=1000: units that come back must be on sale again within 1 s"
         );
         anyhow::ensure!(
             self.order_writer.batch_size > 0 && self.order_writer.batch_size <= 5000,

@@ -107,6 +107,11 @@ impl Stock {
         }
     }
 
+    /// A dedicated connection for Pub/Sub (a subscribed connection can do nothing else).
+    pub(crate) async fn pubsub(&self) -> redis::RedisResult<redis::aio::PubSub> {
+        self.link.client.get_async_pubsub().await
+    }
+
     /// Passes a command's result through, replacing the connection first if Redis said READONLY.
     pub(crate) fn checked<T>(&self, result: redis::RedisResult<T>) -> Result<T, StockError> {
         result.map_err(|e| {

@@ -25,6 +25,12 @@ impl Keys {
         format!("{}{{sale:{}}}:{suffix}", self.prefix, sale.get())
     }
 
+    /// Pub/Sub channel on which the scripts that return units to a sale announce its id, so that gateways
+    /// answering SOLD_OUT from memory sell them again at once.
+    pub fn restock_channel(&self) -> String {
+        format!("{}restock", self.prefix)
+    }
+
     /// Hash: the sale's static fields (window, limit, price, ...) and `sold`.
     pub fn sale(&self, sale: SaleId) -> String {
         self.of_sale(sale, "sale")

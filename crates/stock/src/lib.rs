@@ -12,6 +12,7 @@ mod probe;
 mod reject;
 mod reply;
 mod reserve;
+pub mod restock;
 mod settle;
 mod warm;
 
@@ -22,4 +23,5 @@ pub use model::{
     ReserveRequest, SaleSnapshot, SaleWarmup, Warmed,
 };
 pub use reject::RejectOutcome;
+pub use restock::GoneView;
 pub use settle::{PaidOutcome, ReleaseOutcome};

@@ -32,6 +32,8 @@ impl Stock {
                 .arg(order.to_string())
                 .arg(if return_units { "1" } else { "0" })
                 .arg(active_order.map(|o| o.to_string()).unwrap_or_default())
+                .arg(k.restock_channel())
+                .arg(sale.get())
                 .invoke_async(&mut self.conn())
                 .await,
         )?;

@@ -86,6 +86,8 @@ impl Stock {
                 .key(idem)
                 .key(k.deadlines(sale))
                 .arg(order.to_string())
+                .arg(k.restock_channel())
+                .arg(sale.get())
                 .invoke_async(&mut self.conn())
                 .await,
         )?;

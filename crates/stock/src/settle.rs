@@ -66,6 +66,8 @@ impl Stock {
                 .key(k.deadlines(sale))
                 .key(k.outbox(sale))
                 .arg(order.to_string())
+                .arg(k.restock_channel())
+                .arg(sale.get())
                 .invoke_async(&mut self.conn())
                 .await,
         )?;

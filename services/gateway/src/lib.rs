@@ -13,6 +13,7 @@ pub mod outbox;
 pub mod rejected;
 pub mod reserve;
 pub mod routes;
+pub mod sold_out;
 pub mod state;
 pub mod warm;
 
@@ -72,6 +73,7 @@ impl App {
             stock,
             publisher,
             catalog: Arc::new(catalog::SaleCatalog::new(pool.clone())),
+            sold_out: Arc::default(),
             pool,
             restores: Arc::default(),
             restore_rule: warm::RestoreRule {
@@ -148,6 +150,11 @@ impl App {
         background.spawn(warm::warmer(
             state.clone(),
             Duration::from_millis(settings.gateway.warm_interval_ms),
+            loops.clone(),
+        ));
+        background.spawn(sold_out::follow_restocks(
+            state.clone(),
+            Duration::from_millis(settings.gateway.sold_out_check_ms),
             loops.clone(),
         ));
         background.spawn(clear_rejected(

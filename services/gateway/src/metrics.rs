@@ -14,6 +14,12 @@ pub struct GatewayMetrics {
     /// `flashsale_requests_shed_total{reason}`: API requests refused before any Redis or RabbitMQ work
     /// (`in_flight`: past `gateway.max_in_flight`).
     pub shed: IntCounterVec,
+    /// `flashsale_reservations_from_memory_total{outcome}`: SOLD_OUT or SALE_ENDED answered without Redis (also
+    /// counted in `flashsale_reservations_total`).
+    pub from_memory: IntCounterVec,
+    /// `flashsale_sold_out_forgotten_total{by}`: sold-out sales put back on sale in memory, by what told the
+    /// gateway: `announcement` (Redis Pub/Sub), `check` (the periodic safety net) or `resubscribed`.
+    pub sold_out_forgotten: IntCounterVec,
 }
 
 impl GatewayMetrics {
@@ -36,6 +42,18 @@ impl GatewayMetrics {
                 "flashsale_sales_warmed_total",
                 "Sales warmed into Redis from PostgreSQL",
                 &[],
+            ),
+            from_memory: counter_vec(
+                registry,
+                "flashsale_reservations_from_memory_total",
+                "Reservations answered SOLD_OUT or SALE_ENDED from process memory, without Redis",
+                &["outcome"],
+            ),
+            sold_out_forgotten: counter_vec(
+                registry,
+                "flashsale_sold_out_forgotten_total",
+                "Sold-out sales a gateway stopped answering from memory, by what told it units came back",
+                &["by"],
             ),
             shed: counter_vec(
                 registry,

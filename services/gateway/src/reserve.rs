@@ -6,6 +6,7 @@
 //! for it may exist.
 
 use crate::error::ApiError;
+use crate::sold_out::Gone;
 use crate::state::AppState;
 use flashsale_broker::PublishError;
 use flashsale_domain::reservation::{Refusal, Reservation};
@@ -124,13 +125,27 @@ async fn refused(state: &AppState, sale: SaleId, refusal: Refusal) -> ApiError {
         Refusal::RateLimited { retry_after_ms } => ApiError::new(ErrorCode::RateLimited, message)
             .with_retry_after(retry_after_ms.div_ceil(1000)),
         Refusal::NotStarted => ApiError::new(ErrorCode::SaleNotStarted, message),
-        Refusal::Ended => ApiError::new(ErrorCode::SaleEnded, message),
+        Refusal::Ended => {
+            state.sold_out.learn(&state.stock, sale, Gone::Ended);
+            gone_error(Gone::Ended)
+        }
         Refusal::LimitExceeded { order_id } => {
             let mut e = ApiError::new(ErrorCode::LimitExceeded, message);
             e.order_id = Some(order_id);
             e
         }
-        Refusal::SoldOut => ApiError::new(ErrorCode::SoldOut, message),
+        Refusal::SoldOut => {
+            state.sold_out.learn(&state.stock, sale, Gone::SoldOut);
+            gone_error(Gone::SoldOut)
+        }
+    }
+}
+
+/// The same answer whether the script or the memory gives it.
+pub fn gone_error(gone: Gone) -> ApiError {
+    match gone {
+        Gone::SoldOut => ApiError::new(ErrorCode::SoldOut, Refusal::SoldOut.to_string()),
+        Gone::Ended => ApiError::new(ErrorCode::SaleEnded, Refusal::Ended.to_string()),
     }
 }
 

@@ -21,6 +21,8 @@ pub struct AppState {
     pub pool: PgPool,
     /// Sale records in memory: unknown and lost sales cost no query per request.
     pub catalog: Arc<SaleCatalog>,
+    /// Sold-out and ended sales answered without Redis (`sold_out.rs`).
+    pub sold_out: Arc<crate::sold_out::SoldOutMemory>,
     /// Sales found missing in Redis, waiting until nothing of them can be in flight.
     pub restores: Arc<Restores>,
     pub restore_rule: RestoreRule,

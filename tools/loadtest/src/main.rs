@@ -83,6 +83,14 @@ enum Scenario {
         #[command(flatten)]
         timed: Timed,
     },
+    /// N requests against `/healthz`, fired like a race (the same count and concurrency): what a burst of that
+    /// shape costs on the cheapest endpoint, connection start-up included. The race's yardstick.
+    Burst {
+        #[command(flatten)]
+        load: Load,
+        #[arg(long, short = 'n', default_value_t = 7000)]
+        requests: usize,
+    },
     /// N distinct buyers race for S units, one reservation each; then the result is verified in PostgreSQL.
     Race {
         #[command(flatten)]
@@ -155,7 +163,17 @@ async fn main() -> anyhow::Result<()> {
     let settings = Settings::load()?;
     let ctx = scenarios::Context::new(&cli.gateway, settings, cli.json)?;
     let report = match cli.scenario {
-        Scenario::Ceiling { load, timed } => scenarios::ceiling(&ctx, timed.plan(load)).await?,
+        Scenario::Ceiling { load, timed } => {
+            scenarios::healthz(&ctx, "ceiling", timed.plan(load)).await?
+        }
+        Scenario::Burst { load, requests } => {
+            let plan = Plan {
+                concurrency: load.concurrency,
+                rate: load.rate,
+                until: Until::Requests(requests),
+            };
+            scenarios::healthz(&ctx, "burst", plan).await?
+        }
         Scenario::Race {
             load,
             buyers,

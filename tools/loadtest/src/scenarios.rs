@@ -180,18 +180,14 @@ impl Context {
     }
 }
 
-pub async fn ceiling(ctx: &Context, plan: Plan) -> anyhow::Result<Report> {
+/// `/healthz` under `plan`: the ceiling (timed) or a burst (a number of requests).
+pub async fn healthz(ctx: &Context, name: &'static str, plan: Plan) -> anyhow::Result<Report> {
     let target = Target {
         url: ctx.url("/healthz")?,
         post: false,
     };
     let m = ctx.fire(plan, target, None).await;
-    Ok(Report::from_measured(
-        "ceiling",
-        plan.concurrency,
-        plan.rate,
-        &m,
-    ))
+    Ok(Report::from_measured(name, plan.concurrency, plan.rate, &m))
 }
 
 pub async fn race(ctx: &Context, plan: Plan, buyers: usize, stock: i64) -> anyhow::Result<Report> {

@@ -3,7 +3,7 @@
 --
 -- KEYS[1] reservation hash  KEYS[2] stock  KEYS[3] buyers hash  KEYS[4] outbox zset  KEYS[5] idempotency key or ''
 -- KEYS[6] deadlines zset
--- ARGV[1] order id
+-- ARGV[1] order id  ARGV[2] restock channel  ARGV[3] sale id (announced there when units come back)
 -- Replies: 'RELEASED' | 'NOT_HELD' | 'PROMISED' (a retry was answered 202) | 'CLAIMED' (the relay took it over)
 
 local r = redis.call('HMGET', KEYS[1], 'state', 'qty', 'user', 'created_ms')
@@ -16,6 +16,7 @@ local score = redis.call('ZSCORE', KEYS[4], ARGV[1])
 if (not score) or tonumber(score) ~= tonumber(r[4]) then return 'CLAIMED' end
 
 redis.call('INCRBY', KEYS[2], r[2])
+redis.call('PUBLISH', ARGV[2], ARGV[3])
 if redis.call('HGET', KEYS[3], r[3]) == ARGV[1] then redis.call('HDEL', KEYS[3], r[3]) end
 redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('ZREM', KEYS[6], ARGV[1])

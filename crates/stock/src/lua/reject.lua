@@ -6,11 +6,13 @@
 --
 -- KEYS[1] reservation hash  KEYS[2] stock  KEYS[3] buyers hash  KEYS[4] outbox zset  KEYS[5] deadlines zset
 -- ARGV[1] order id  ARGV[2] '1' = return the units  ARGV[3] the buyer's active order id, or ''
+-- ARGV[4] restock channel  ARGV[5] sale id (announced there when units come back)
 -- Replies 'CLEARED' | 'NOT_HELD'
 local r = redis.call('HMGET', KEYS[1], 'state', 'qty', 'user')
 if r[1] ~= 'held' then return 'NOT_HELD' end
 if ARGV[2] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then
   redis.call('INCRBY', KEYS[2], r[2])
+  redis.call('PUBLISH', ARGV[4], ARGV[5])
 end
 if redis.call('HGET', KEYS[3], r[3]) == ARGV[1] then
   if ARGV[3] ~= '' then

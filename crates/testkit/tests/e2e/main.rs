@@ -18,3 +18,4 @@ mod refusals;
 mod rejected;
 mod reservations;
 mod settlement;
+mod sold_out;

@@ -86,6 +86,16 @@ pub async fn reserve(
     let address = (state.limits.address_per_sec > 0)
         .then(|| req.peer_addr().map(|a| a.ip().to_string()))
         .flatten();
+    // A sold-out or ended sale answers buyers who hold nothing from memory; an Idempotency-Key may replay a 202.
+    if key.is_none()
+        && let Some(gone) = state.sold_out.answer(sale, &buyer.0)
+    {
+        let error = crate::reserve::gone_error(gone);
+        let label = error.code.as_str();
+        state.metrics.reservations.with_label_values(&[label]).inc();
+        state.metrics.from_memory.with_label_values(&[label]).inc();
+        return Err(error);
+    }
     let cmd = ReserveCommand {
         sale,
         user: &buyer.0,

@@ -1,0 +1,59 @@
+//! What a gateway needs to answer SOLD_OUT from memory and stop doing so the moment units come back: the
+//! scripts that return units (`expire.lua`, `cancel.lua`, `reject.lua`) publish the sale's id on one Pub/Sub
+//! channel (`<prefix>restock`); a sold-out sale's holders and remaining units are read together.
+
+use crate::client::{Stock, StockError};
+use flashsale_domain::SaleId;
+use futures_util::{Stream, StreamExt};
+
+/// A sale's state as far as answering from memory goes.
+#[derive(Debug, Clone)]
+pub struct GoneView {
+    /// Units left; `None` when Redis holds no state for the sale.
+    pub remaining: Option<i64>,
+    /// The end of the sale window (Unix ms).
+    pub ends_ms: Option<i64>,
+    /// Users holding an active order in the sale.
+    pub holders: Vec<String>,
+}
+
+impl Stock {
+    /// Subscribes to the restock channel: the ids of sales that got units back, as they are announced. The
+    /// stream ends when the connection is lost (announcements made meanwhile are lost with it).
+    pub async fn restocks(&self) -> Result<impl Stream<Item = SaleId> + use<>, StockError> {
+        let mut pubsub = self.checked(self.pubsub().await)?;
+        self.checked(pubsub.subscribe(self.keys.restock_channel()).await)?;
+        Ok(pubsub.into_on_message().filter_map(|message| async move {
+            let raw: String = message.get_payload().ok()?;
+            SaleId::new(raw.parse().ok()?).ok()
+        }))
+    }
+
+    /// What a gateway needs to answer a sold-out or ended sale from memory, read in one MULTI so that nobody
+    /// can become a holder between the reads.
+    pub async fn gone_view(&self, sale: SaleId) -> Result<GoneView, StockError> {
+        let (remaining, ends_ms, holders): (Option<i64>, Option<i64>, Vec<String>) = self.checked(
+            redis::pipe()
+                .atomic()
+                .get(self.keys.stock(sale))
+                .hget(self.keys.sale(sale), "ends_ms")
+                .hkeys(self.keys.buyers(sale))
+                .query_async(&mut self.conn())
+                .await,
+        )?;
+        Ok(GoneView {
+            remaining,
+            ends_ms,
+            holders,
+        })
+    }
+
+    /// The remaining units of each sale, in order (`None`: no state), in one round trip.
+    pub async fn remaining_of(&self, sales: &[SaleId]) -> Result<Vec<Option<i64>>, StockError> {
+        let mut pipe = redis::pipe();
+        for sale in sales {
+            pipe.get(self.keys.stock(*sale));
+        }
+        self.checked(pipe.query_async(&mut self.conn()).await)
+    }
+}
