@@ -6,6 +6,7 @@
 pub mod admission;
 pub mod auth;
 pub mod body;
+pub mod breaker;
 pub mod catalog;
 pub mod error;
 pub mod metrics;
