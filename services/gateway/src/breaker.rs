@@ -218,7 +218,11 @@ impl Breaker {
             .compare_exchange(CLOSED, open, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
-            tracing::warn!(dependency = self.dependency, failures, "circuit breaker opened");
+            tracing::warn!(
+                dependency = self.dependency,
+                failures,
+                "circuit breaker opened"
+            );
             self.transitioned(State::Open);
         }
     }

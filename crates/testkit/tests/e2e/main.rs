@@ -1,6 +1,7 @@
 //! The end-to-end suite: every test runs against the real PostgreSQL, Redis and RabbitMQ, in its own schema,
 //! key prefix and queue prefix. One binary, so the suite links once.
 
+mod breakers;
 mod broker;
 mod config;
 mod edge;
@@ -18,3 +19,4 @@ mod refusals;
 mod rejected;
 mod reservations;
 mod settlement;
+mod timeouts;

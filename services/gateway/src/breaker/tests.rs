@@ -45,7 +45,11 @@ fn a_call_dropped_without_outcome_counts_as_nothing() {
     fail(&b, 0);
     drop(b.acquire_at(0).expect("closed"));
     fail(&b, 0);
-    assert_eq!(b.state(), State::Open, "the dropped call neither reset nor added");
+    assert_eq!(
+        b.state(),
+        State::Open,
+        "the dropped call neither reset nor added"
+    );
 }
 
 #[test]
