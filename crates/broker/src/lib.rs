@@ -24,18 +24,19 @@ use flashsale_platform::settings::AmqpSettings;
 use lapin::{Connection, ConnectionProperties};
 use secrecy::ExposeSecret;
 
-const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// Opens a connection named after its role, so the RabbitMQ UI shows who holds it.
 pub async fn connect(settings: &AmqpSettings, role: &str) -> anyhow::Result<Connection> {
     let props = ConnectionProperties::default().with_connection_name(role.into());
     // A broker that accepts TCP but never finishes the handshake (out of file descriptors, blocked) must not
-    // hang start-up or a reconnect loop.
+    // hang start-up or a reconnect loop (`amqp.connect_timeout_ms`).
+    let limit = std::time::Duration::from_millis(settings.connect_timeout_ms);
     tokio::time::timeout(
-        CONNECT_TIMEOUT,
+        limit,
         Connection::connect(settings.url.expose_secret(), props),
     )
     .await
-    .map_err(|_| anyhow::anyhow!("RabbitMQ handshake took longer than {CONNECT_TIMEOUT:?}"))?
+    .map_err(|_| {
+        anyhow::anyhow!("RabbitMQ handshake took longer than amqp.connect_timeout_ms ({limit:?})")
+    })?
     .with_context(|| format!("connecting to RabbitMQ as {role}"))
 }

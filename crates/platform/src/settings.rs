@@ -10,9 +10,11 @@ use config::{Config, Environment, File, FileFormat};
 use secrecy::SecretString;
 use serde::Deserialize;
 
+mod breaker;
 mod expiry;
 mod payment;
 
+pub use breaker::BreakerSettings;
 pub use expiry::ExpirySettings;
 pub use payment::{PaymentSettings, SimulatorSettings};
 
@@ -29,6 +31,7 @@ pub struct Settings {
     pub postgres: PostgresSettings,
     pub auth: AuthSettings,
     pub gateway: GatewaySettings,
+    pub breaker: BreakerSettings,
     pub outbox: OutboxSettings,
     pub order_writer: OrderWriterSettings,
     pub payment: PaymentSettings,
@@ -68,6 +71,8 @@ pub struct AmqpSettings {
     pub delivery_limit: u32,
     pub queue_expires_ms: u64,
     pub confirm_timeout_ms: u64,
+    /// Longest a connection and its AMQP handshake may take.
+    pub connect_timeout_ms: u64,
     pub prefetch: u16,
     pub reconnect_min_ms: u64,
     pub reconnect_max_ms: u64,
@@ -79,6 +84,8 @@ pub struct PostgresSettings {
     pub url: SecretString,
     pub pool_size: u32,
     pub acquire_timeout_ms: u64,
+    /// PostgreSQL's `statement_timeout` on every pooled connection; 0 = none.
+    pub statement_timeout_ms: u64,
     pub run_migrations: bool,
 }
 
@@ -97,6 +104,8 @@ pub struct GatewaySettings {
     pub listen: String,
     pub workers: usize,
     pub max_in_flight: usize,
+    /// API requests per second one instance admits (governor bucket, burst one second's worth); 0 = off.
+    pub max_requests_per_sec: u32,
     pub buyer_rate_per_sec: u32,
     pub buyer_rate_burst: u32,
     pub address_rate_per_sec: u32,
@@ -221,6 +230,19 @@ impl Settings {
             self.auth.jwt_audience.trim() == self.auth.jwt_audience,
             "auth.jwt_audience must not start or end with white space"
         );
+        anyhow::ensure!(
+            self.gateway.max_requests_per_sec <= 10_000_000,
+            "gateway.max_requests_per_sec must be 0 (off) or at most 10000000"
+        );
+        anyhow::ensure!(
+            self.amqp.connect_timeout_ms >= 100,
+            "amqp.connect_timeout_ms must be at least 100"
+        );
+        anyhow::ensure!(
+            self.postgres.statement_timeout_ms == 0 || self.postgres.statement_timeout_ms >= 100,
+            "postgres.statement_timeout_ms must be 0 (none) or at least 100"
+        );
+        self.breaker.validate()?;
         self.payment.validate()?;
         self.expiry.validate()?;
         Ok(())
@@ -239,6 +261,56 @@ mod tests {
         assert_eq!(s.amqp.prefix, "flashsale.");
         assert_eq!(s.gateway.buyer_rate_per_sec, 5);
         assert_eq!(s.gateway.max_in_flight, 20_000);
+        assert_eq!(
+            s.gateway.max_requests_per_sec, 0,
+            "off: a race from one machine never meets it"
+        );
+    }
+
+    #[test]
+    fn bad_breaker_and_timeout_settings_stop_the_start_naming_the_setting() {
+        for (var, value, setting) in [
+            (
+                "FLASHSALE__BREAKER__FAILURE_THRESHOLD",
+                "0",
+                "breaker.failure_threshold",
+            ),
+            (
+                "FLASHSALE__BREAKER__COOL_DOWN_MS",
+                "10",
+                "breaker.cool_down_ms",
+            ),
+            (
+                "FLASHSALE__BREAKER__HALF_OPEN_PROBES",
+                "0",
+                "breaker.half_open_probes",
+            ),
+            (
+                "FLASHSALE__GATEWAY__MAX_REQUESTS_PER_SEC",
+                "20000000",
+                "gateway.max_requests_per_sec",
+            ),
+            (
+                "FLASHSALE__AMQP__CONNECT_TIMEOUT_MS",
+                "0",
+                "amqp.connect_timeout_ms",
+            ),
+            (
+                "FLASHSALE__POSTGRES__STATEMENT_TIMEOUT_MS",
+                "5",
+                "postgres.statement_timeout_ms",
+            ),
+        ] {
+            let err = from_env(&[(var, value)]).expect_err(var);
+            assert!(format!("{err:#}").contains(setting), "{var}: {err:#}");
+        }
+        let s = from_env(&[
+            ("FLASHSALE__BREAKER__FAILURE_THRESHOLD", "3"),
+            ("FLASHSALE__POSTGRES__STATEMENT_TIMEOUT_MS", "0"),
+        ])
+        .expect("valid");
+        assert_eq!(s.breaker.failure_threshold, 3);
+        assert_eq!(s.postgres.statement_timeout_ms, 0);
     }
 
     fn from_env(vars: &[(&str, &str)]) -> anyhow::Result<Settings> {

@@ -1,6 +1,7 @@
 //! PostgreSQL, the record of what was sold: schema, models, one function per query, the pool, migrations.
 //!
-//! Reads `postgres.url`, `postgres.pool_size`, `postgres.acquire_timeout_ms`, `postgres.run_migrations`.
+//! Reads `postgres.url`, `postgres.pool_size`, `postgres.acquire_timeout_ms`, `postgres.statement_timeout_ms`,
+//! `postgres.run_migrations`.
 
 pub mod admission;
 pub mod errors;

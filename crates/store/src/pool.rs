@@ -40,7 +40,9 @@ impl From<diesel_async::pooled_connection::bb8::RunError> for StoreError {
 /// Builds the pool and proves it works with `SELECT 1`, so a service fails fast at start-up.
 pub async fn connect(settings: &PostgresSettings) -> anyhow::Result<PgPool> {
     let mut config = ManagerConfig::<AsyncPgConnection>::default();
-    config.custom_setup = Box::new(|url| Box::pin(establish(url.to_owned())));
+    let statement_timeout_ms = settings.statement_timeout_ms;
+    config.custom_setup =
+        Box::new(move |url| Box::pin(establish(url.to_owned(), statement_timeout_ms)));
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
         settings.url.expose_secret(),
         config,
@@ -61,12 +63,19 @@ pub async fn connect(settings: &PostgresSettings) -> anyhow::Result<PgPool> {
 /// statements, and PostgreSQL switches a prepared statement to a generic plan after five runs: planned while
 /// `orders` was empty (a fresh database, the first sale), `id = ANY($1)` stayed a sequential scan as the table
 /// grew, and order-writer spent its time scanning (the load tool measured 4 s of drain lag instead of 50 ms).
-async fn establish(url: String) -> ConnectionResult<AsyncPgConnection> {
+/// `statement_timeout` (`postgres.statement_timeout_ms`) bounds every statement, a lock wait included, so a stuck
+/// database turns into an error the caller answers or retries instead of a request that never ends.
+async fn establish(url: String, statement_timeout_ms: u64) -> ConnectionResult<AsyncPgConnection> {
     let mut conn = <AsyncPgConnection as diesel_async::AsyncConnection>::establish(&url).await?;
-    diesel::sql_query("SET plan_cache_mode = force_custom_plan")
-        .execute(&mut conn)
-        .await
-        .map_err(ConnectionError::CouldntSetupConfiguration)?;
+    for setting in [
+        "SET plan_cache_mode = force_custom_plan".to_owned(),
+        format!("SET statement_timeout = {statement_timeout_ms}"),
+    ] {
+        diesel::sql_query(setting)
+            .execute(&mut conn)
+            .await
+            .map_err(ConnectionError::CouldntSetupConfiguration)?;
+    }
     Ok(conn)
 }
 

@@ -1,12 +1,36 @@
-//! Admission before any Redis or RabbitMQ work: the global in-flight bound (`gateway.max_in_flight`). What is
-//! shed is answered 503 UNAVAILABLE with Retry-After at once and counted in
-//! `flashsale_requests_shed_total{reason}`.
+//! Admission before any Redis or RabbitMQ work: the global request-rate bound (`gateway.max_requests_per_sec`)
+//! and the global in-flight bound (`gateway.max_in_flight`). What is shed is answered 503 UNAVAILABLE with
+//! Retry-After at once and counted in `flashsale_requests_shed_total{reason}` ("rate", "in_flight").
 
 use crate::error::ApiError;
 use actix_web::{HttpResponse, web};
 use flashsale_domain::ErrorCode;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use prometheus::IntCounterVec;
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The request-rate bound (`gateway.max_requests_per_sec`) on `/api/` requests: a governor token bucket holding
+/// one second's worth, so a burst up to the rate passes and a sustained excess is shed. `None` when off.
+pub struct RateBound {
+    bucket: Option<DefaultDirectRateLimiter>,
+    shed: IntCounterVec,
+}
+
+impl RateBound {
+    pub fn new(per_sec: u32, shed: IntCounterVec) -> Self {
+        Self {
+            bucket: NonZeroU32::new(per_sec).map(|n| RateLimiter::direct(Quota::per_second(n))),
+            shed,
+        }
+    }
+
+    /// False past the bound. Lock-free: one compare-and-swap on the bucket's state. The next token is at most
+    /// 1/rate s away, so whoever is shed is told to retry in 1 s.
+    fn admit(&self) -> bool {
+        self.bucket.as_ref().is_none_or(|b| b.check().is_ok())
+    }
+}
 
 /// The global in-flight bound (`gateway.max_in_flight`) on `/api/` requests: past it, answer 503 at once
 /// instead of queueing.
@@ -45,7 +69,7 @@ impl InFlight {
     }
 }
 
-pub async fn bound_in_flight(
+pub async fn admit(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
 ) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
@@ -55,6 +79,19 @@ pub async fn bound_in_flight(
         Some(bound) if req.path().starts_with("/api/") => bound.clone(),
         _ => return next.call(req).await.map(|r| r.map_into_boxed_body()),
     };
+    if let Some(rate) = req.app_data::<web::Data<RateBound>>()
+        && !rate.admit()
+    {
+        rate.shed.with_label_values(&["rate"]).inc();
+        let res: HttpResponse = actix_web::ResponseError::error_response(
+            &ApiError::new(
+                ErrorCode::Unavailable,
+                "the gateway is at its request rate; retry shortly",
+            )
+            .with_retry_after(1),
+        );
+        return Ok(req.into_response(res));
+    }
     let Some(_admitted) = InFlight::admit(bound.clone()) else {
         bound.shed.with_label_values(&["in_flight"]).inc();
         let res: HttpResponse = actix_web::ResponseError::error_response(&ApiError::new(

@@ -6,6 +6,8 @@
 pub mod admission;
 pub mod auth;
 pub mod body;
+pub mod breaker;
+pub mod breakers;
 pub mod catalog;
 pub mod error;
 pub mod metrics;
@@ -69,6 +71,7 @@ impl App {
         .await?;
         let (confirmed, confirmed_rx) = tokio::sync::mpsc::unbounded_channel();
         let g = &settings.gateway;
+        let metrics = metrics::GatewayMetrics::new(&registry);
         let state = AppState {
             stock,
             publisher,
@@ -89,7 +92,8 @@ impl App {
                 address_burst: g.address_rate_burst,
                 idempotency_ttl_secs: g.idempotency_ttl_secs,
             },
-            metrics: metrics::GatewayMetrics::new(&registry),
+            breakers: Arc::new(breakers::Breakers::new(&settings.breaker, &metrics)),
+            metrics,
             registry,
             confirmed,
             max_body_bytes: g.max_body_bytes,
@@ -235,6 +239,10 @@ fn http_server(
         settings.gateway.max_in_flight,
         state.metrics.shed.clone(),
     ));
+    let rate = web::Data::new(admission::RateBound::new(
+        settings.gateway.max_requests_per_sec,
+        state.metrics.shed.clone(),
+    ));
     let json = body::json_config(settings.gateway.max_body_bytes);
     let data = web::Data::new(state);
     let mut server = HttpServer::new(move || {
@@ -242,10 +250,11 @@ fn http_server(
             .app_data(data.clone())
             .app_data(http_metrics.clone())
             .app_data(in_flight.clone())
+            .app_data(rate.clone())
             .app_data(json.clone())
             .configure(routes::configure)
             .default_service(web::to(routes::not_found))
-            .wrap(actix_web::middleware::from_fn(admission::bound_in_flight))
+            .wrap(actix_web::middleware::from_fn(admission::admit))
             .wrap(actix_web::middleware::from_fn(track_http))
     })
     .disable_signals()

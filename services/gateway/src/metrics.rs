@@ -1,7 +1,7 @@
 //! The gateway's own figures, beside the shared HTTP and publisher metrics.
 
 use flashsale_platform::metrics::counter_vec;
-use prometheus::{IntCounterVec, Registry};
+use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 
 #[derive(Clone)]
 pub struct GatewayMetrics {
@@ -12,7 +12,8 @@ pub struct GatewayMetrics {
     /// `flashsale_sales_warmed_total`: sales made live in Redis from PostgreSQL after their state was missing.
     pub warmed: IntCounterVec,
     /// `flashsale_requests_shed_total{reason}`: API requests refused before any Redis or RabbitMQ work
-    /// (`in_flight`: past `gateway.max_in_flight`).
+    /// (`in_flight`: past `gateway.max_in_flight`; `rate`: past `gateway.max_requests_per_sec`;
+    /// `breaker_redis`, `breaker_amqp`: a reservation refused by an open circuit breaker).
     pub shed: IntCounterVec,
     /// `flashsale_reservations_from_memory_total{outcome}`: SOLD_OUT or SALE_ENDED answered without Redis (also
     /// counted in `flashsale_reservations_total`).
@@ -20,6 +21,10 @@ pub struct GatewayMetrics {
     /// `flashsale_sold_out_forgotten_total{by}`: sold-out sales put back on sale in memory, by what told the
     /// gateway: `announcement` (Redis Pub/Sub), `check` (the periodic safety net) or `resubscribed`.
     pub sold_out_forgotten: IntCounterVec,
+    /// `flashsale_breaker_state{dependency}`: 0 closed, 1 half-open, 2 open.
+    pub breaker_state: IntGaugeVec,
+    /// `flashsale_breaker_transitions_total{dependency,to}`.
+    pub breaker_transitions: IntCounterVec,
 }
 
 impl GatewayMetrics {
@@ -60,6 +65,26 @@ impl GatewayMetrics {
                 "flashsale_requests_shed_total",
                 "API requests refused by admission before any Redis or RabbitMQ work, by reason",
                 &["reason"],
+            ),
+            breaker_state: {
+                let gauge = IntGaugeVec::new(
+                    Opts::new(
+                        "flashsale_breaker_state",
+                        "Circuit breaker state by dependency: 0 closed, 1 half-open, 2 open",
+                    ),
+                    &["dependency"],
+                )
+                .unwrap_or_else(|e| panic!("flashsale_breaker_state is malformed: {e}"));
+                registry
+                    .register(Box::new(gauge.clone()))
+                    .unwrap_or_else(|e| panic!("flashsale_breaker_state registered twice: {e}"));
+                gauge
+            },
+            breaker_transitions: counter_vec(
+                registry,
+                "flashsale_breaker_transitions_total",
+                "Circuit breaker transitions by dependency and the state entered",
+                &["dependency", "to"],
             ),
         }
     }

@@ -11,7 +11,7 @@ use crate::state::AppState;
 use flashsale_broker::PublishError;
 use flashsale_domain::reservation::{Refusal, Reservation};
 use flashsale_domain::{ErrorCode, OrderId, ReservationCreated, SaleId, UserId};
-use flashsale_stock::{CancelOutcome, ReserveOutcome, ReserveRequest};
+use flashsale_stock::{CancelOutcome, ReserveOutcome, ReserveRequest, StockError};
 
 pub struct ReserveCommand<'a> {
     pub sale: SaleId,
@@ -35,9 +35,23 @@ pub async fn reserve(
         idempotency_key: cmd.idempotency_key,
         address: cmd.address,
     };
+    // Both breakers before the script: once it ran, a unit is held (invariant 7).
+    let permits = match state.breakers.admit(&state.metrics) {
+        Ok(permits) => permits,
+        Err(e) => return (Err(e), ErrorCode::Unavailable.as_str()),
+    };
     let outcome = match state.stock.reserve(&req, &state.limits).await {
-        Ok(outcome) => outcome,
-        Err(e) => return (Err(e.into()), ErrorCode::Unavailable.as_str()),
+        Ok(outcome) => {
+            permits.redis.success();
+            outcome
+        }
+        Err(e) => {
+            // An unexpected reply is a bug, not an outage: it does not count against Redis.
+            if matches!(e, StockError::Unavailable(_)) {
+                permits.redis.failure();
+            }
+            return (Err(e.into()), ErrorCode::Unavailable.as_str());
+        }
     };
     let reservation = match outcome {
         ReserveOutcome::Replayed(r) => return (Ok(r), "REPLAYED"),
@@ -60,15 +74,20 @@ pub async fn reserve(
         .await
     {
         Ok(()) => {
+            permits.amqp.success();
             // Removing the outbox entry is batched off the hot path; if it never happens the relay re-publishes
             // and consumers dedupe by message_id.
             let _ = state.confirmed.send((cmd.sale, order_id));
             (Ok(reservation), "RESERVED")
         }
-        Err(e) => (
-            Err(publish_failed(state, cmd, order_id, e).await),
-            ErrorCode::Unavailable.as_str(),
-        ),
+        Err(e) => {
+            // Every publish error says the broker is unreachable, slow or refusing: all count against it.
+            permits.amqp.failure();
+            (
+                Err(publish_failed(state, cmd, order_id, e).await),
+                ErrorCode::Unavailable.as_str(),
+            )
+        }
     }
 }
 

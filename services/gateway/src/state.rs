@@ -1,6 +1,7 @@
 //! What every handler shares: clients and pools (cheap to clone), built once at start-up.
 
 use crate::auth::Auth;
+use crate::breakers::Breakers;
 use crate::catalog::SaleCatalog;
 use crate::metrics::GatewayMetrics;
 use crate::warm::{RestoreRule, Restores};
@@ -31,6 +32,8 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     pub limits: RateLimits,
     pub metrics: GatewayMetrics,
+    /// Circuit breakers around Redis and RabbitMQ on the reservation path.
+    pub breakers: Arc<Breakers>,
     pub registry: Registry,
     /// Confirmed reservations whose outbox entry can go; removed in batches off the hot path.
     pub confirmed: UnboundedSender<(SaleId, OrderId)>,

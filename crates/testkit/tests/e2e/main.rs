@@ -1,6 +1,7 @@
 //! The end-to-end suite: every test runs against the real PostgreSQL, Redis and RabbitMQ, in its own schema,
 //! key prefix and queue prefix. One binary, so the suite links once.
 
+mod breakers;
 mod broker;
 mod config;
 mod edge;
@@ -19,3 +20,4 @@ mod rejected;
 mod reservations;
 mod settlement;
 mod sold_out;
+mod timeouts;

@@ -1,6 +1,7 @@
-//! `/healthz` (the process is alive), `/readyz` (every dependency answers, the script cache included) and
-//! `/metrics`.
+//! `/healthz` (the process is alive), `/readyz` (every dependency answers, the script cache included, and no
+//! circuit breaker is open) and `/metrics`.
 
+use crate::breakers::OPEN_CHECK;
 use crate::state::AppState;
 use actix_web::{HttpResponse, web};
 use flashsale_platform::http::{healthz as alive, readiness_response};
@@ -11,8 +12,15 @@ pub async fn healthz() -> HttpResponse {
 }
 
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let redis = state.stock.probe().await.map_err(|e| e.to_string());
-    let amqp = if state.publisher.is_connected() {
+    // An open breaker is named as such, and its dependency is not called: the breaker already knows.
+    let redis = if state.breakers.redis.open_for().is_some() {
+        Err(OPEN_CHECK.to_owned())
+    } else {
+        state.stock.probe().await.map_err(|e| e.to_string())
+    };
+    let amqp = if state.breakers.amqp.open_for().is_some() {
+        Err(OPEN_CHECK.to_owned())
+    } else if state.publisher.is_connected() {
         Ok(())
     } else {
         Err("not connected".to_owned())
@@ -27,5 +35,6 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 }
 
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    state.breakers.refresh_gauges();
     render(&state.registry)
 }
