@@ -10,6 +10,7 @@ use config::{Config, Environment, File, FileFormat};
 use secrecy::SecretString;
 use serde::Deserialize;
 
+mod edge;
 mod expiry;
 mod payment;
 
@@ -99,8 +100,15 @@ pub struct GatewaySettings {
     pub max_in_flight: usize,
     pub buyer_rate_per_sec: u32,
     pub buyer_rate_burst: u32,
+    /// Per client address, across all sales, in the gateway's memory; 0 = off.
     pub address_rate_per_sec: u32,
     pub address_rate_burst: u32,
+    /// CIDR networks (or single addresses) of reverse proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<String>,
+    /// Origins (`https://shop.example`) allowed to call the API from a browser; empty = no CORS headers.
+    pub cors_allowed_origins: Vec<String>,
+    /// `Strict-Transport-Security: max-age=<this>` on every answer; 0 = not sent.
+    pub hsts_max_age_secs: u64,
     pub idempotency_ttl_secs: u64,
     pub max_body_bytes: usize,
     pub warm_interval_ms: u64,
@@ -188,6 +196,7 @@ impl Settings {
             (self.gateway.address_rate_per_sec == 0) == (self.gateway.address_rate_burst == 0),
             "gateway.address_rate_per_sec and gateway.address_rate_burst are both 0 (off) or both positive"
         );
+        self.gateway.validate_edge()?;
         anyhow::ensure!(
             self.order_writer.batch_size > 0 && self.order_writer.batch_size <= 5000,
             "order_writer.batch_size must be 1..=5000"

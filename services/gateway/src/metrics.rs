@@ -12,7 +12,7 @@ pub struct GatewayMetrics {
     /// `flashsale_sales_warmed_total`: sales made live in Redis from PostgreSQL after their state was missing.
     pub warmed: IntCounterVec,
     /// `flashsale_requests_shed_total{reason}`: API requests refused before any Redis or RabbitMQ work
-    /// (`in_flight`: past `gateway.max_in_flight`).
+    /// (`in_flight`: past `gateway.max_in_flight`; `address`: past the per-address limit, answered 429).
     pub shed: IntCounterVec,
 }
 

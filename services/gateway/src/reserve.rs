@@ -17,7 +17,6 @@ pub struct ReserveCommand<'a> {
     pub user: &'a UserId,
     pub quantity: u32,
     pub idempotency_key: Option<&'a str>,
-    pub address: Option<&'a str>,
 }
 
 /// The answer to the buyer, and the label it is counted under.
@@ -32,7 +31,6 @@ pub async fn reserve(
         user: cmd.user,
         quantity: cmd.quantity,
         idempotency_key: cmd.idempotency_key,
-        address: cmd.address,
     };
     let outcome = match state.stock.reserve(&req, &state.limits).await {
         Ok(outcome) => outcome,

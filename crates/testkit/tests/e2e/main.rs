@@ -2,12 +2,14 @@
 //! key prefix and queue prefix. One binary, so the suite links once.
 
 mod broker;
+mod browsers;
 mod config;
 mod edge;
 mod expiry;
 mod faults;
 mod health;
 mod lifecycle;
+mod limits;
 mod loadtest;
 mod order_writer;
 mod orders;

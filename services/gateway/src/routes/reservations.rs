@@ -82,16 +82,20 @@ pub async fn reserve(
             return Err(e);
         }
     };
-    // Only formatted when the per-address limit is on: the hot path does no work it does not need.
-    let address = (state.limits.address_per_sec > 0)
-        .then(|| req.peer_addr().map(|a| a.ip().to_string()))
-        .flatten();
+    // After the body is read (an unread body would close the keep-alive connection), before any Redis work.
+    if let Err(e) = state.address_limit.check(&req) {
+        state
+            .metrics
+            .reservations
+            .with_label_values(&[e.code.as_str()])
+            .inc();
+        return Err(e);
+    }
     let cmd = ReserveCommand {
         sale,
         user: &buyer.0,
         quantity,
         idempotency_key: key,
-        address: address.as_deref(),
     };
     let (answer, label) = reserve_units(&state, &cmd).await;
     state.metrics.reservations.with_label_values(&[label]).inc();
