@@ -1,5 +1,6 @@
 //! Plumbing every flashsale binary shares: settings and secrets, telemetry, metrics, health answers and shutdown.
 
+pub mod headers;
 pub mod http;
 pub mod metrics;
 pub mod ops;

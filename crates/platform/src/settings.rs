@@ -11,6 +11,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 mod breaker;
+mod edge;
 mod expiry;
 mod payment;
 
@@ -108,8 +109,15 @@ pub struct GatewaySettings {
     pub max_requests_per_sec: u32,
     pub buyer_rate_per_sec: u32,
     pub buyer_rate_burst: u32,
+    /// Per client address, across all sales, in the gateway's memory; 0 = off.
     pub address_rate_per_sec: u32,
     pub address_rate_burst: u32,
+    /// CIDR networks (or single addresses) of reverse proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<String>,
+    /// Origins (`https://shop.example`) allowed to call the API from a browser; empty = no CORS headers.
+    pub cors_allowed_origins: Vec<String>,
+    /// `Strict-Transport-Security: max-age=<this>` on every answer; 0 = not sent.
+    pub hsts_max_age_secs: u64,
     pub idempotency_ttl_secs: u64,
     pub max_body_bytes: usize,
     pub warm_interval_ms: u64,
@@ -198,6 +206,7 @@ impl Settings {
             (self.gateway.address_rate_per_sec == 0) == (self.gateway.address_rate_burst == 0),
             "gateway.address_rate_per_sec and gateway.address_rate_burst are both 0 (off) or both positive"
         );
+        self.gateway.validate_edge()?;
         anyhow::ensure!(
             (10..=1000).contains(&self.gateway.sold_out_check_ms),
             "gateway.sold_out_check_ms must be 10..=1000: units that come back must be on sale again within 1 s"

@@ -73,11 +73,6 @@ impl Keys {
         self.of_sale(sale, &format!("rate:user:{user}"))
     }
 
-    /// Hash: the client address's token bucket in this sale.
-    pub fn address_rate(&self, sale: SaleId, address: &str) -> String {
-        self.of_sale(sale, &format!("rate:addr:{address}"))
-    }
-
     /// String: the first 202 of (buyer, sale, Idempotency-Key). The key has no ':' so the name is unambiguous.
     pub fn idempotency(&self, sale: SaleId, user: &UserId, key: &str) -> String {
         self.of_sale(sale, &format!("idem:{user}:{key}"))

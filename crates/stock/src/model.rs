@@ -5,13 +5,12 @@ use flashsale_domain::reservation::{Refusal, Reservation};
 use flashsale_domain::{Money, OrderId, Sale, SaleId, UserId};
 use std::str::FromStr;
 
-/// Per-sale token buckets, from `gateway.*_rate_*`.
+/// The per-buyer, per-sale token bucket (`gateway.buyer_rate_*`; the per-address limit is the gateway's own,
+/// in process) and how long an Idempotency-Key is remembered.
 #[derive(Debug, Clone, Copy)]
 pub struct RateLimits {
     pub buyer_per_sec: u32,
     pub buyer_burst: u32,
-    pub address_per_sec: u32,
-    pub address_burst: u32,
     pub idempotency_ttl_secs: u64,
 }
 
@@ -22,7 +21,6 @@ pub struct ReserveRequest<'a> {
     pub user: &'a UserId,
     pub quantity: u32,
     pub idempotency_key: Option<&'a str>,
-    pub address: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

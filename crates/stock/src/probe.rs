@@ -24,14 +24,11 @@ impl Stock {
             user: &user,
             quantity: 1,
             idempotency_key: None,
-            address: None,
         };
         // A bucket that never runs dry: every probe writes it.
         let limits = RateLimits {
             buyer_per_sec: 1_000_000,
             buyer_burst: 1_000_000,
-            address_per_sec: 0,
-            address_burst: 0,
             idempotency_ttl_secs: 1,
         };
         for _ in 0..2 {

@@ -23,10 +23,6 @@ impl Stock {
             .idempotency_key
             .map(|key| k.idempotency(req.sale, req.user, key))
             .unwrap_or_default();
-        let address = match (req.address, limits.address_per_sec) {
-            (Some(addr), rate) if rate > 0 => k.address_rate(req.sale, addr),
-            _ => String::new(),
-        };
         let reply: Vec<String> = self.checked(
             self.scripts
                 .reserve
@@ -37,7 +33,6 @@ impl Stock {
                 .key(k.reservation(req.sale, req.order_id))
                 .key(k.buyer_rate(req.sale, req.user))
                 .key(idem)
-                .key(address)
                 .key(k.deadlines(req.sale))
                 .arg(req.order_id.to_string())
                 .arg(req.user.as_str())
@@ -45,8 +40,6 @@ impl Stock {
                 .arg(limits.idempotency_ttl_secs)
                 .arg(limits.buyer_per_sec)
                 .arg(limits.buyer_burst)
-                .arg(limits.address_per_sec)
-                .arg(limits.address_burst)
                 .invoke_async(&mut self.conn())
                 .await,
         )?;

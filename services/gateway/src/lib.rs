@@ -3,12 +3,15 @@
 //!
 //! Reads every section of the settings except `[order_writer]`. Serves on `gateway.listen` (8080).
 
+pub mod address_limit;
 pub mod admission;
 pub mod auth;
 pub mod body;
 pub mod breaker;
 pub mod breakers;
 pub mod catalog;
+pub mod client_addr;
+pub mod cors;
 pub mod error;
 pub mod metrics;
 pub mod outbox;
@@ -24,6 +27,7 @@ use actix_web::{App as HttpApp, HttpServer, web};
 use anyhow::Context;
 use flashsale_broker::{Names, Publisher};
 use flashsale_platform::Settings;
+use flashsale_platform::headers::security_headers;
 use flashsale_platform::metrics::{HttpMetrics, track_http};
 use flashsale_stock::{RateLimits, Stock};
 use secrecy::ExposeSecret;
@@ -72,6 +76,7 @@ impl App {
         let (confirmed, confirmed_rx) = tokio::sync::mpsc::unbounded_channel();
         let g = &settings.gateway;
         let metrics = metrics::GatewayMetrics::new(&registry);
+        let address_limit = Arc::new(address_limit::AddressLimit::new(g, metrics.shed.clone())?);
         let state = AppState {
             stock,
             publisher,
@@ -88,11 +93,10 @@ impl App {
             limits: RateLimits {
                 buyer_per_sec: g.buyer_rate_per_sec,
                 buyer_burst: g.buyer_rate_burst,
-                address_per_sec: g.address_rate_per_sec,
-                address_burst: g.address_rate_burst,
                 idempotency_ttl_secs: g.idempotency_ttl_secs,
             },
             breakers: Arc::new(breakers::Breakers::new(&settings.breaker, &metrics)),
+            address_limit,
             metrics,
             registry,
             confirmed,
@@ -161,6 +165,9 @@ impl App {
             Duration::from_millis(settings.gateway.sold_out_check_ms),
             loops.clone(),
         ));
+        let limit = state.address_limit.clone();
+        let stop = loops.clone();
+        background.spawn(async move { limit.forget_idle_until(stop).await });
         background.spawn(clear_rejected(
             state.clone(),
             settings.amqp.clone(),
@@ -245,6 +252,7 @@ fn http_server(
     ));
     let json = body::json_config(settings.gateway.max_body_bytes);
     let data = web::Data::new(state);
+    let edge = settings.gateway.clone();
     let mut server = HttpServer::new(move || {
         HttpApp::new()
             .app_data(data.clone())
@@ -255,6 +263,10 @@ fn http_server(
             .configure(routes::configure)
             .default_service(web::to(routes::not_found))
             .wrap(actix_web::middleware::from_fn(admission::admit))
+            // Outside admission: its 503s carry CORS and security headers too, and preflights never count.
+            .wrap(cors::cors(&edge.cors_allowed_origins))
+            .wrap(actix_web::middleware::from_fn(cors::refusals_as_json))
+            .wrap(security_headers(edge.hsts_max_age_secs))
             .wrap(actix_web::middleware::from_fn(track_http))
     })
     .disable_signals()

@@ -13,7 +13,8 @@ pub struct GatewayMetrics {
     pub warmed: IntCounterVec,
     /// `flashsale_requests_shed_total{reason}`: API requests refused before any Redis or RabbitMQ work
     /// (`in_flight`: past `gateway.max_in_flight`; `rate`: past `gateway.max_requests_per_sec`;
-    /// `breaker_redis`, `breaker_amqp`: a reservation refused by an open circuit breaker).
+    /// `breaker_redis`, `breaker_amqp`: a reservation refused by an open circuit breaker; `address`: past the
+    /// per-address limit, answered 429).
     pub shed: IntCounterVec,
     /// `flashsale_reservations_from_memory_total{outcome}`: SOLD_OUT or SALE_ENDED answered without Redis (also
     /// counted in `flashsale_reservations_total`).

@@ -18,7 +18,6 @@ pub struct ReserveCommand<'a> {
     pub user: &'a UserId,
     pub quantity: u32,
     pub idempotency_key: Option<&'a str>,
-    pub address: Option<&'a str>,
 }
 
 /// The answer to the buyer, and the label it is counted under.
@@ -33,7 +32,6 @@ pub async fn reserve(
         user: cmd.user,
         quantity: cmd.quantity,
         idempotency_key: cmd.idempotency_key,
-        address: cmd.address,
     };
     // Both breakers before the script: once it ran, a unit is held (invariant 7).
     let permits = match state.breakers.admit(&state.metrics) {

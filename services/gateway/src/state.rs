@@ -1,5 +1,6 @@
 //! What every handler shares: clients and pools (cheap to clone), built once at start-up.
 
+use crate::address_limit::AddressLimit;
 use crate::auth::Auth;
 use crate::breakers::Breakers;
 use crate::catalog::SaleCatalog;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub order_writer_queue: String,
     pub auth: Arc<Auth>,
     pub limits: RateLimits,
+    /// The per-client-address limit on reservations, in process (off unless configured).
+    pub address_limit: Arc<AddressLimit>,
     pub metrics: GatewayMetrics,
     /// Circuit breakers around Redis and RabbitMQ on the reservation path.
     pub breakers: Arc<Breakers>,

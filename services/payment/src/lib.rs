@@ -124,6 +124,8 @@ impl App {
                 .app_data(http_metrics.clone())
                 .configure(|cfg| routes::configure(cfg, simulator))
                 .default_service(web::to(routes::not_found))
+                // nosniff and no-store like the gateway; HSTS is the gateway's setting (docs/protection.md).
+                .wrap(flashsale_platform::headers::security_headers(0))
                 .wrap(actix_web::middleware::from_fn(track_http))
         })
         .disable_signals()

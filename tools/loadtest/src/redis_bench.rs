@@ -42,14 +42,13 @@ pub async fn evalsha_args(ctx: &Context) -> anyhow::Result<Vec<String>> {
     Ok(vec![
         "EVALSHA".into(),
         stock.reserve_script_sha().into(),
-        "9".into(),
+        "8".into(),
         k.sale(sale),
         k.stock(sale),
         k.buyers(sale),
         k.outbox(sale),
         tagged("res:__rand_int__"),
         tagged("rate:user:__rand_int__"),
-        String::new(),
         String::new(),
         k.deadlines(sale),
         "__rand_int__".into(),
@@ -58,8 +57,6 @@ pub async fn evalsha_args(ctx: &Context) -> anyhow::Result<Vec<String>> {
         limits.idempotency_ttl_secs.to_string(),
         limits.buyer_rate_per_sec.to_string(),
         limits.buyer_rate_burst.to_string(),
-        "0".into(),
-        "0".into(),
     ])
 }
 

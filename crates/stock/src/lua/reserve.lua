@@ -1,15 +1,15 @@
 -- Reserve units of one sale for one buyer, atomically, in one round trip.
--- Order of checks (the API contract): sale state present, idempotency record, buyer rate limit, address rate
--- limit, sale window, quantity within the per-user limit, buyer's active order, stock.
+-- Order of checks (the API contract): sale state present, idempotency record, buyer rate limit, sale window,
+-- quantity within the per-user limit, buyer's active order, stock. (The per-address limit is the gateway's,
+-- in process, before this script runs.)
 -- Every key it creates ends: the reservation, buyers and outbox expire with the sale (the sale hash's expire_ms),
--- the idempotency record after ARGV[4] seconds, the rate buckets once they have refilled.
+-- the idempotency record after ARGV[4] seconds, the rate bucket once it has refilled.
 --
 -- KEYS[1] sale hash        KEYS[2] stock (remaining units)   KEYS[3] buyers hash (user -> order id)
 -- KEYS[4] outbox zset      KEYS[5] reservation hash (new)    KEYS[6] buyer rate bucket
--- KEYS[7] idempotency key or ''                              KEYS[8] address rate bucket or ''
--- KEYS[9] deadlines zset (held reservations by deadline)
+-- KEYS[7] idempotency key or ''                              KEYS[8] deadlines zset (held reservations by deadline)
 -- ARGV[1] order id  ARGV[2] user id  ARGV[3] quantity  ARGV[4] idempotency ttl (s)
--- ARGV[5] buyer rate/s  ARGV[6] buyer burst  ARGV[7] address rate/s  ARGV[8] address burst
+-- ARGV[5] buyer rate/s  ARGV[6] buyer burst
 --
 -- Replies: {'RESERVED'|'REPLAYED', order_id, qty, amount_minor, created_ms, expires_ms} or {CODE, detail?}.
 
@@ -49,10 +49,6 @@ end
 
 local wait = take(KEYS[6], tonumber(ARGV[5]), tonumber(ARGV[6]))
 if wait > 0 then return {'RATE_LIMITED', int(wait)} end
-if KEYS[8] ~= '' then
-  wait = take(KEYS[8], tonumber(ARGV[7]), tonumber(ARGV[8]))
-  if wait > 0 then return {'RATE_LIMITED', int(wait)} end
-end
 
 if now < tonumber(meta[1]) then return {'SALE_NOT_STARTED'} end
 if now >= tonumber(meta[2]) then return {'SALE_ENDED'} end
@@ -74,13 +70,13 @@ redis.call('HSET', KEYS[5], 'user', ARGV[2], 'qty', ARGV[3], 'amount', amount,
   'created_ms', created, 'expires_ms', expires, 'state', 'held')
 -- The outbox entry stays until the broker confirms; its score is the time of the last publish attempt.
 redis.call('ZADD', KEYS[4], created, ARGV[1])
-redis.call('ZADD', KEYS[9], expires, ARGV[1])
+redis.call('ZADD', KEYS[8], expires, ARGV[1])
 -- The buyers hash and the outbox may have just been created (or emptied and re-created): give them the sale's end.
 if meta[6] then
   redis.call('PEXPIREAT', KEYS[5], meta[6])
   redis.call('PEXPIREAT', KEYS[3], meta[6])
   redis.call('PEXPIREAT', KEYS[4], meta[6])
-  redis.call('PEXPIREAT', KEYS[9], meta[6])
+  redis.call('PEXPIREAT', KEYS[8], meta[6])
 end
 if KEYS[7] ~= '' then
   redis.call('SET', KEYS[7], ARGV[1] .. '|' .. ARGV[3] .. '|' .. amount .. '|' .. created .. '|' .. expires,

@@ -136,8 +136,6 @@ async fn a_reservation_left_by_a_dead_gateway_becomes_one_order() {
     let limits = RateLimits {
         buyer_per_sec: 5,
         buyer_burst: 5,
-        address_per_sec: 0,
-        address_burst: 0,
         idempotency_ttl_secs: 60,
     };
     let req = ReserveRequest {
@@ -146,7 +144,6 @@ async fn a_reservation_left_by_a_dead_gateway_becomes_one_order() {
         user: &user,
         quantity: 1,
         idempotency_key: None,
-        address: None,
     };
     let outcome = env.stock.reserve(&req, &limits).await.expect("script ran");
     assert!(

@@ -3,12 +3,14 @@
 
 mod breakers;
 mod broker;
+mod browsers;
 mod config;
 mod edge;
 mod expiry;
 mod faults;
 mod health;
 mod lifecycle;
+mod limits;
 mod loadtest;
 mod order_writer;
 mod orders;

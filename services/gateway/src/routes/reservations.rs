@@ -82,10 +82,15 @@ pub async fn reserve(
             return Err(e);
         }
     };
-    // Only formatted when the per-address limit is on: the hot path does no work it does not need.
-    let address = (state.limits.address_per_sec > 0)
-        .then(|| req.peer_addr().map(|a| a.ip().to_string()))
-        .flatten();
+    // After the body is read (an unread body would close the keep-alive connection), before any Redis work.
+    if let Err(e) = state.address_limit.check(&req) {
+        state
+            .metrics
+            .reservations
+            .with_label_values(&[e.code.as_str()])
+            .inc();
+        return Err(e);
+    }
     // A sold-out or ended sale answers buyers who hold nothing from memory; an Idempotency-Key may replay a 202.
     if key.is_none()
         && let Some(gone) = state.sold_out.answer(sale, &buyer.0)
@@ -101,7 +106,6 @@ pub async fn reserve(
         user: &buyer.0,
         quantity,
         idempotency_key: key,
-        address: address.as_deref(),
     };
     let (answer, label) = reserve_units(&state, &cmd).await;
     state.metrics.reservations.with_label_values(&[label]).inc();
