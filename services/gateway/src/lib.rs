@@ -8,6 +8,8 @@ pub mod auth;
 pub mod body;
 pub mod catalog;
 pub mod error;
+#[cfg(test)]
+mod fuzz;
 pub mod metrics;
 pub mod outbox;
 pub mod rejected;
