@@ -16,9 +16,9 @@ test: services
 	$(CARGO) nextest run --workspace $(if $(CI),--profile ci,)
 
 ## fuzz: every fuzz target (proptest properties named fuzz::* in domain, auth, webhook, gateway and payment)
-##       with FUZZ_CASES cases each (20000; `make test` runs them with 256), stopped after FUZZ_SECS (600).
+##       with FUZZ_CASES cases each (100000; `make test` runs them with 256), stopped after FUZZ_SECS (600).
 ##       A failure prints the minimal input and saves its seed under <crate>/proptest-regressions/.
-FUZZ_CASES ?= 20000
+FUZZ_CASES ?= 100000
 FUZZ_SECS ?= 600
 FUZZ_CRATES := -p flashsale-domain -p flashsale-auth -p flashsale-webhook -p flashsale-gateway -p flashsale-payment
 fuzz:

@@ -169,7 +169,11 @@ proptest! {
 fn the_token_builder_makes_tokens_that_pass() {
     let now = get_current_timestamp();
     let claims = json!({ "sub": "alice", "exp": now + 3600 });
-    let ok = token(&json!({ "alg": "HS256", "typ": "JWT" }), &claims, Signature::Ours);
+    let ok = token(
+        &json!({ "alg": "HS256", "typ": "JWT" }),
+        &claims,
+        Signature::Ours,
+    );
     assert_eq!(auth("").buyer(&ok).ok(), UserId::parse("alice").ok());
     let none = token(&json!({ "alg": "none" }), &claims, Signature::Empty);
     assert!(auth("").buyer(&none).is_err());

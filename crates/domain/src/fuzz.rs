@@ -22,8 +22,10 @@ fn written_minor(s: &str) -> Option<i128> {
 
 /// Strings that look like amounts: digits, points, signs, exponents, spaces, and the odd stray character.
 fn amount_like() -> impl Strategy<Value = String> {
-    proptest::string::string_regex(r"[ \t+\-]?[0-9]{0,22}(\.[0-9]{0,4})?([eE][+\-]?[0-9]{1,3})?[ \t\n]?")
-        .expect("a valid regex")
+    proptest::string::string_regex(
+        r"[ \t+\-]?[0-9]{0,22}(\.[0-9]{0,4})?([eE][+\-]?[0-9]{1,3})?[ \t\n]?",
+    )
+    .expect("a valid regex")
 }
 
 proptest! {

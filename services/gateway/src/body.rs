@@ -35,7 +35,10 @@ pub fn optional_json<T: DeserializeOwned>(
     body: &[u8],
 ) -> Result<Option<T>, ApiError> {
     // JSON's own whitespace only (RFC 8259): `is_ascii_whitespace` would also take a form feed for nothing.
-    if body.iter().all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')) {
+    if body
+        .iter()
+        .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+    {
         return Ok(None);
     }
     require_json_content_type(req)?;

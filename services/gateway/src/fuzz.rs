@@ -29,7 +29,10 @@ fn request(content_type: Option<&[u8]>) -> HttpRequest {
 /// What the contract says a reservation body means: `Some(quantity)` or `None` for a 400.
 fn expected_quantity(content_type: Option<&str>, body: &[u8]) -> Option<u32> {
     // Only JSON's own whitespace (RFC 8259) makes an empty body.
-    if body.iter().all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')) {
+    if body
+        .iter()
+        .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+    {
         return Some(1);
     }
     let mime = content_type?.split(';').next()?.trim();
@@ -43,7 +46,10 @@ fn expected_quantity(content_type: Option<&str>, body: &[u8]) -> Option<u32> {
     }
     match object.get("quantity") {
         None => Some(1),
-        Some(q) => q.as_u64().and_then(|q| u32::try_from(q).ok()).filter(|q| *q > 0),
+        Some(q) => q
+            .as_u64()
+            .and_then(|q| u32::try_from(q).ok())
+            .filter(|q| *q > 0),
     }
 }
 
@@ -64,13 +70,21 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
     let number = prop_oneof![
         any::<i64>().prop_map(|n| n.to_string()),
         any::<u64>().prop_map(|n| n.to_string()),
-        Just("0".into()), Just("1".into()), Just("4294967295".into()), Just("4294967296".into()),
-        Just("1.0".into()), Just("1e2".into()), Just("\"2\"".into()), Just("null".into()), Just("-0".into()),
+        Just("0".into()),
+        Just("1".into()),
+        Just("4294967295".into()),
+        Just("4294967296".into()),
+        Just("1.0".into()),
+        Just("1e2".into()),
+        Just("\"2\"".into()),
+        Just("null".into()),
+        Just("-0".into()),
     ];
     let key = prop_oneof![4 => Just("quantity".to_string()), 1 => "[a-zA-Z_]{0,10}"];
     let space = "[ \t\r\n\u{c}\u{b}]{0,3}";
     prop_oneof![
-        (space, key, number, space).prop_map(|(a, k, n, b)| format!("{a}{{\"{k}\":{n}}}{b}").into_bytes()),
+        (space, key, number, space)
+            .prop_map(|(a, k, n, b)| format!("{a}{{\"{k}\":{n}}}{b}").into_bytes()),
         (space, space).prop_map(|(a, b)| format!("{a}{{}}{b}").into_bytes()),
         "[ \t\r\n\u{c}\u{b}]{0,4}".prop_map(String::into_bytes),
         "[\\[\\]{}\":,0-9a-z ]{0,30}".prop_map(String::into_bytes),
@@ -79,15 +93,21 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
 }
 
 /// Reads `chunks` as a request body streamed in those pieces, through the handler's own extractor.
-fn read_chunks(chunks: Vec<Result<Vec<u8>, ()>>, limit: usize) -> Result<web::BytesMut, crate::error::ApiError> {
-    let stream = futures_util::stream::iter(
-        chunks.into_iter().map(|c| c.map(Bytes::from).map_err(|()| PayloadError::Incomplete(None))),
-    );
+fn read_chunks(
+    chunks: Vec<Result<Vec<u8>, ()>>,
+    limit: usize,
+) -> Result<web::BytesMut, crate::error::ApiError> {
+    let stream = futures_util::stream::iter(chunks.into_iter().map(|c| {
+        c.map(Bytes::from)
+            .map_err(|()| PayloadError::Incomplete(None))
+    }));
     let stream: Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>> = Box::pin(stream);
     let mut payload = Payload::from(stream);
     let req = request(None);
     actix_web::rt::System::new().block_on(async {
-        let payload = web::Payload::from_request(&req, &mut payload).await.expect("infallible");
+        let payload = web::Payload::from_request(&req, &mut payload)
+            .await
+            .expect("infallible");
         read_limited(payload, limit).await
     })
 }
@@ -186,7 +206,8 @@ fn no_idempotency_key_is_none() {
 fn fuzz_found_a_form_feed_body_was_taken_for_an_empty_one() {
     for body in [&b"\x0c"[..], b" \x0c\n", b"\x0c{}"] {
         for content_type in [Some(&b"application/json"[..]), Some(b"text/plain"), None] {
-            let err = quantity(&request(content_type), body).expect_err("a form feed is not JSON whitespace");
+            let err = quantity(&request(content_type), body)
+                .expect_err("a form feed is not JSON whitespace");
             assert_eq!(err.code, ErrorCode::InvalidRequest);
         }
     }

@@ -59,7 +59,13 @@ fn webhook_body() -> impl Strategy<Value = (Vec<u8>, bool)> {
         (values, Just(name))
     };
     (
-        (field("event_id"), field("type"), field("payment_id"), field("order_id"), field("amount")),
+        (
+            field("event_id"),
+            field("type"),
+            field("payment_id"),
+            field("order_id"),
+            field("amount"),
+        ),
         prop::collection::vec(("[a-z_]{1,12}", any::<i32>()), 0..3),
         prop::bool::weighted(0.15),
         any::<prop::sample::Index>(),
@@ -83,8 +89,10 @@ fn webhook_body() -> impl Strategy<Value = (Vec<u8>, bool)> {
             let body = if as_array {
                 Value::Array(entries.into_iter().map(|(_, v)| v).collect()).to_string()
             } else {
-                let fields: Vec<String> =
-                    entries.iter().map(|(k, v)| format!("{}:{v}", json!(k))).collect();
+                let fields: Vec<String> = entries
+                    .iter()
+                    .map(|(k, v)| format!("{}:{v}", json!(k)))
+                    .collect();
                 format!("{{{}}}", fields.join(","))
             };
             (body.into_bytes(), valid)
@@ -135,7 +143,13 @@ fn the_body_generator_makes_valid_bodies() {
     use proptest::strategy::ValueTree;
     let mut runner = proptest::test_runner::TestRunner::deterministic();
     let valid = (0..300)
-        .filter(|_| webhook_body().new_tree(&mut runner).expect("a value").current().1)
+        .filter(|_| {
+            webhook_body()
+                .new_tree(&mut runner)
+                .expect("a value")
+                .current()
+                .1
+        })
         .count();
     assert!(valid > 30, "only {valid} of 300 generated bodies are valid");
 }
