@@ -58,7 +58,7 @@ fn exp() -> impl Strategy<Value = Option<Value>> {
         1 => Just(None),
         1 => Just(Some(json!("tomorrow"))),
         1 => Just(Some(json!(-1))),
-        1 => any::<i64>().prop_filter("an unambiguous past", move |e| *e < now - 60).prop_map(|e| Some(json!(e))),
+        1 => (i64::MIN..now - 60).prop_map(|e| Some(json!(e))),
     ]
 }
 

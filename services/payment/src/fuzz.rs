@@ -44,12 +44,28 @@ fn value_for(field: &'static str) -> BoxedStrategy<(Value, bool)> {
     }
 }
 
+/// A value the contract accepts for `field` (no filtering: a filter rejects too often over many cases).
+fn valid_for(field: &'static str) -> BoxedStrategy<Value> {
+    match field {
+        "event_id" => "[ -~]{1,200}".prop_map(Value::from).boxed(),
+        "type" => prop::sample::select(vec!["payment.succeeded", "payment.failed"])
+            .prop_map(Value::from)
+            .boxed(),
+        "amount" => (0..=i64::MAX)
+            .prop_map(|m| json!(Money::from_minor(m).to_string()))
+            .boxed(),
+        _ => any::<[u8; 16]>()
+            .prop_map(|b| json!(Uuid::from_bytes(b).to_string()))
+            .boxed(),
+    }
+}
+
 /// A webhook body: the five fields (each maybe missing, maybe repeated), extra fields, in any order, written
 /// as an object or (which the contract refuses) as an array. Returns the bytes and whether they are valid.
 fn webhook_body() -> impl Strategy<Value = (Vec<u8>, bool)> {
     // Mostly one valid value, so that about a third of the bodies are valid and the rest are one step off.
     let field = |name: &'static str| {
-        let valid = value_for(name).prop_filter("a valid value", |(_, ok)| *ok);
+        let valid = valid_for(name).prop_map(|v| (v, true));
         let values = prop_oneof![
             12 => valid.prop_map(|v| vec![v]),
             1 => value_for(name).prop_map(|v| vec![v]),
