@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SHELL := /bin/bash
 
-.PHONY: run test bench migrate services build lint fmt clean
+.PHONY: run test fuzz bench migrate services build lint fmt clean
 
 ## run: build, start PostgreSQL/Redis/RabbitMQ if needed, migrate, start every service, create a demo sale
 run: services build
@@ -14,6 +14,16 @@ test: services
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) nextest run --workspace $(if $(CI),--profile ci,)
+
+## fuzz: every fuzz target (proptest properties named fuzz::* in domain, auth, webhook, gateway and payment)
+##       with FUZZ_CASES cases each (100000; `make test` runs them with 256), stopped after FUZZ_SECS (600).
+##       A failure prints the minimal input and saves its seed under <crate>/proptest-regressions/.
+FUZZ_CASES ?= 100000
+FUZZ_SECS ?= 600
+FUZZ_CRATES := -p flashsale-domain -p flashsale-auth -p flashsale-webhook -p flashsale-gateway -p flashsale-payment
+fuzz:
+	$(CARGO) test --no-run $(FUZZ_CRATES)
+	PROPTEST_CASES=$(FUZZ_CASES) timeout $(FUZZ_SECS) $(CARGO) nextest run --profile fuzz $(FUZZ_CRATES) -E 'test(/^fuzz::/)'
 
 ## bench: release build, then ceiling, race, flood, sustain, writer and redis-benchmark, and one table
 ##        (docs/performance.md). Not part of `make test`. Stop `make run` first: it uses the same ports.

@@ -104,3 +104,6 @@ pub fn bearer(req: &HttpRequest) -> Result<&str, Unauthorized> {
         .filter(|t| !t.is_empty())
         .ok_or_else(|| unauthorized("Authorization must be \"Bearer <token>\""))
 }
+
+#[cfg(test)]
+mod fuzz;

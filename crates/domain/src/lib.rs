@@ -19,3 +19,6 @@ pub use messages::{
 pub use money::Money;
 pub use order::OrderStatus;
 pub use sale::{NewSale, Sale, SaleStatus};
+
+#[cfg(test)]
+mod fuzz;

@@ -1,9 +1,8 @@
 //! Exact money: integer minor units inside (cents), a decimal string with two places in the API.
 //! All arithmetic is checked (`checked_mul`): an amount too large to hold is an error, never a panic. The lint
-//! below refuses any operator that could overflow, so a new `*` on `Decimal` or `i64` here fails `make lint`.
+//! below refuses any operator that could overflow, so a new `*` on `i64` here fails `make lint`.
 #![deny(clippy::arithmetic_side_effects)]
 
-use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::str::FromStr;
@@ -39,27 +38,31 @@ impl Money {
 impl FromStr for Money {
     type Err = InvalidMoney;
 
+    /// Exactly `digits[.d[d]]`: no sign, exponent, whitespace or digits past the cents, so every accepted
+    /// string means one amount and `to_string` gives back an accepted string (for amounts of 0 and up).
     fn from_str(s: &str) -> Result<Self, InvalidMoney> {
-        let s = s.trim();
-        // Plain decimal notation only: no exponent, no sign games.
-        if s.is_empty()
-            || !s
-                .bytes()
-                .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
-        {
+        let (int, frac) = s.split_once('.').unwrap_or((s, "0"));
+        let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+        if !digits(int) || !digits(frac) {
             return Err(InvalidMoney::NotADecimal);
         }
-        let d = Decimal::from_str(s).map_err(|_| InvalidMoney::NotADecimal)?;
-        if d.normalize().scale() > 2 {
+        if frac.len() > 2 {
             return Err(InvalidMoney::TooPrecise);
         }
-        // Checked: `*` panics when the product leaves Decimal's range (any amount of 10^27 and up).
-        let minor = d
-            .checked_mul(Decimal::ONE_HUNDRED)
-            .ok_or(InvalidMoney::OutOfRange)?;
-        i64::try_from(minor.trunc())
+        // Digits only, so the one way these parses fail is a number too large for i64.
+        let units: i64 = int.parse().map_err(|_| InvalidMoney::OutOfRange)?;
+        let cents: i64 = frac.parse().map_err(|_| InvalidMoney::OutOfRange)?;
+        let cents = if frac.len() == 1 {
+            cents.checked_mul(10)
+        } else {
+            Some(cents)
+        };
+        units
+            .checked_mul(100)
+            .zip(cents)
+            .and_then(|(units, cents)| units.checked_add(cents))
             .map(Self)
-            .map_err(|_| InvalidMoney::OutOfRange)
+            .ok_or(InvalidMoney::OutOfRange)
     }
 }
 
@@ -108,13 +111,12 @@ mod tests {
 
     #[test]
     fn huge_amounts_are_out_of_range_not_a_panic() {
-        // 10^27 parses as a Decimal, but 10^29 minor units do not fit one (its largest is about 7.9 * 10^28).
         for huge in [
             "1000000000000000000000000000",
-            "-1000000000000000000000000000",
             "79228162514264337593543950335",
             "792281625142643375935439503.35",
             "92233720368547758.08",
+            "9223372036854775808",
         ] {
             assert_eq!(
                 huge.parse::<Money>(),
@@ -122,11 +124,47 @@ mod tests {
                 "{huge}"
             );
         }
-        // Past Decimal's own range (29 digits and more) the string is not a number we can hold at all.
-        assert!("79228162514264337593543950336".parse::<Money>().is_err());
         assert_eq!(
             "92233720368547758.07".parse::<Money>(),
             Ok(Money::from_minor(i64::MAX))
         );
+    }
+
+    // Regression cases found by the fuzz targets (src/fuzz.rs), named after what they found.
+
+    #[test]
+    fn fuzz_found_whitespace_around_an_amount_was_accepted() {
+        for s in [" 0.00", "\t0", "1.00\n", " 5 "] {
+            assert_eq!(s.parse::<Money>(), Err(InvalidMoney::NotADecimal), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn fuzz_found_zeros_past_the_cents_were_accepted() {
+        for s in ["0.000", "1.000", "2990.0000"] {
+            assert_eq!(s.parse::<Money>(), Err(InvalidMoney::TooPrecise), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn fuzz_found_a_minus_sign_was_accepted() {
+        for s in ["-0.00", "-5", "-1000000000000000000000000000"] {
+            assert_eq!(s.parse::<Money>(), Err(InvalidMoney::NotADecimal), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn fuzz_found_30_digit_amounts_were_not_a_decimal_instead_of_out_of_range() {
+        assert_eq!(
+            "100000000000000000000000000000".parse::<Money>(),
+            Err(InvalidMoney::OutOfRange)
+        );
+    }
+
+    #[test]
+    fn half_written_amounts_are_not_decimals() {
+        for s in ["", ".", "1.", ".5", "1.2.3", "1,00", "0x10", "١٢"] {
+            assert_eq!(s.parse::<Money>(), Err(InvalidMoney::NotADecimal), "{s:?}");
+        }
     }
 }

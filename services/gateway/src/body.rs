@@ -34,7 +34,11 @@ pub fn optional_json<T: DeserializeOwned>(
     req: &HttpRequest,
     body: &[u8],
 ) -> Result<Option<T>, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
+    // JSON's own whitespace only (RFC 8259): `is_ascii_whitespace` would also take a form feed for nothing.
+    if body
+        .iter()
+        .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+    {
         return Ok(None);
     }
     require_json_content_type(req)?;

@@ -13,6 +13,8 @@ pub mod catalog;
 pub mod client_addr;
 pub mod cors;
 pub mod error;
+#[cfg(test)]
+mod fuzz;
 pub mod metrics;
 pub mod outbox;
 pub mod rejected;

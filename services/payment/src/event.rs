@@ -45,6 +45,13 @@ const MAX_EVENT_ID: usize = 200;
 
 impl Event {
     pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
+        // serde would also take the struct written as an array of its values; providers send an object.
+        let first = body
+            .iter()
+            .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+        if first != Some(&b'{') {
+            return Err(ApiError::invalid("the webhook body must be a JSON object"));
+        }
         let raw: Raw = serde_json::from_slice(body)
             .map_err(|e| ApiError::invalid(format!("invalid webhook body: {e}")))?;
         if raw.event_id.is_empty() || raw.event_id.len() > MAX_EVENT_ID {

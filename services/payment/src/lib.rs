@@ -11,6 +11,8 @@ pub mod consumer;
 pub mod error;
 pub mod event;
 pub mod follow_up;
+#[cfg(test)]
+mod fuzz;
 pub mod metrics;
 pub mod routes;
 pub mod state;

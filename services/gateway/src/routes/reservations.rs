@@ -34,9 +34,18 @@ struct ReservationView<'a> {
     expires_at: String,
 }
 
+/// The quantity a reservation body asks for; an empty body asks for one.
+pub(crate) fn quantity(req: &HttpRequest, body: &[u8]) -> Result<u32, ApiError> {
+    let quantity = optional_json::<ReserveBody>(req, body)?.map_or(1, |b| b.quantity);
+    if quantity == 0 {
+        return Err(ApiError::invalid("quantity must be at least 1"));
+    }
+    Ok(quantity)
+}
+
 const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 
-fn idempotency_key(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
+pub(crate) fn idempotency_key(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
     let Some(value) = req.headers().get(IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
@@ -64,11 +73,7 @@ pub async fn reserve(
     let parsed = async {
         let sale = sale_id(&path)?;
         let body = read_limited(payload, state.max_body_bytes).await?;
-        let quantity = optional_json::<ReserveBody>(&req, &body)?.map_or(1, |b| b.quantity);
-        if quantity == 0 {
-            return Err(ApiError::invalid("quantity must be at least 1"));
-        }
-        Ok((sale, quantity, idempotency_key(&req)?))
+        Ok::<_, ApiError>((sale, quantity(&req, &body)?, idempotency_key(&req)?))
     }
     .await;
     let (sale, quantity, key) = match parsed {
