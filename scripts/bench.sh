@@ -7,11 +7,12 @@
 # Knobs (environment): BENCH_DURATION (s, default 10), BENCH_CONCURRENCY (default 500),
 # BENCH_WRITER_ORDERS (default 100000), BENCH_REDIS_REQUESTS (default 300000), BENCH_EXPIRY_ORDERS and
 # BENCH_PAY_ORDERS (default 10000 each), BENCH_ONLY (scenario names separated by spaces, e.g. "pay expiry":
-# run only those and print their reports and CPU instead of the table; for working on one figure).
+# run only those and print their reports and CPU instead of the table; for working on one figure), BENCH_BIN
+# (where the release binaries are; default target/release).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BIN=target/release
+BIN=${BENCH_BIN:-target/release}
 OUT=.run/bench
 GATEWAY=http://127.0.0.1:8080
 DURATION=${BENCH_DURATION:-10}

@@ -83,22 +83,43 @@ pub async fn admit(
         && !rate.admit()
     {
         rate.shed.with_label_values(&["rate"]).inc();
-        let res: HttpResponse = actix_web::ResponseError::error_response(
-            &ApiError::new(
-                ErrorCode::Unavailable,
-                "the gateway is at its request rate; retry shortly",
-            )
-            .with_retry_after(1),
-        );
-        return Ok(req.into_response(res));
+        let error = ApiError::new(
+            ErrorCode::Unavailable,
+            "the gateway is at its request rate; retry shortly",
+        )
+        .with_retry_after(1);
+        return refuse(req, &error).await;
     }
     let Some(_admitted) = InFlight::admit(bound.clone()) else {
         bound.shed.with_label_values(&["in_flight"]).inc();
-        let res: HttpResponse = actix_web::ResponseError::error_response(&ApiError::new(
+        let error = ApiError::new(
             ErrorCode::Unavailable,
             "the gateway is at capacity; retry shortly",
-        ));
-        return Ok(req.into_response(res));
+        );
+        return refuse(req, &error).await;
     };
     next.call(req).await.map(|r| r.map_into_boxed_body())
+}
+
+/// Most of a refused request's body read before answering; a larger one is left, and the connection closes.
+const DRAIN_LIMIT: usize = 64 * 1024;
+
+/// Answers `error` after reading what the client sent: a body left unread makes the server close the
+/// keep-alive connection, and a flood of reconnects costs more than reading a small body.
+async fn refuse(
+    mut req: actix_web::dev::ServiceRequest,
+    error: &ApiError,
+) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    use actix_web::HttpMessage;
+    use futures_util::StreamExt;
+    let mut payload = req.take_payload();
+    let mut read = 0;
+    while let Some(Ok(chunk)) = payload.next().await {
+        read += chunk.len();
+        if read > DRAIN_LIMIT {
+            break;
+        }
+    }
+    let res: HttpResponse = actix_web::ResponseError::error_response(error);
+    Ok(req.into_response(res))
 }

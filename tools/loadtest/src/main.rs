@@ -12,6 +12,7 @@ mod pay;
 mod redis_bench;
 mod report;
 mod scenarios;
+mod shed;
 mod table;
 mod writer;
 
@@ -107,6 +108,14 @@ enum Scenario {
         #[command(flatten)]
         timed: Timed,
     },
+    /// Reservations refused before any Redis or RabbitMQ work, distinct buyers for D seconds: point it at a
+    /// gateway that sheds (request-rate bound, in-flight bound or an open breaker); every answer should be 503.
+    Shed {
+        #[command(flatten)]
+        load: Load,
+        #[command(flatten)]
+        timed: Timed,
+    },
     /// The success path: a sale large enough that every request reserves, distinct buyers for D seconds; reports
     /// how long after the last 202 the last row is in PostgreSQL, and the gateway's peak resident memory.
     Sustain {
@@ -188,6 +197,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Scenario::Flood { load, timed } => {
             scenarios::flood(&ctx, timed.plan(load), timed.buyers(load)).await?
+        }
+        Scenario::Shed { load, timed } => {
+            shed::shed(&ctx, timed.plan(load), timed.buyers(load)).await?
         }
         Scenario::Sustain { load, timed } => {
             scenarios::sustain(&ctx, timed.plan(load), timed.buyers(load)).await?

@@ -261,7 +261,7 @@ pub async fn sustain(ctx: &Context, plan: Plan, buyers: usize) -> anyhow::Result
     Ok(report)
 }
 
-fn ran_out(report: &mut Report, plan: Plan, m: &Measured, buyers: usize) {
+pub(crate) fn ran_out(report: &mut Report, plan: Plan, m: &Measured, buyers: usize) {
     if let Until::Elapsed(duration) = plan.until
         && m.requests as usize >= buyers
         && m.elapsed < duration

@@ -220,3 +220,51 @@ async fn past_the_request_rate_the_api_answers_503_at_once_and_probes_still_answ
     );
     env.cleanup().await;
 }
+
+/// A shed request's body is read before the 503, so the keep-alive connection survives: a flood of refused
+/// requests with bodies must not turn into a flood of reconnects.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shed_request_with_a_body_keeps_its_connection_open() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let env = TestEnv::new().await;
+    let mut settings = env.settings.clone();
+    settings.gateway.max_requests_per_sec = 1;
+    let gw = spawn_gateway_with(settings).await;
+    let addr = gw.base.trim_start_matches("http://").to_owned();
+    let mut socket = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let token = env.token("shed-body");
+    let body = format!("{{\"quantity\":1,\"note\":\"{}\"}}", "x".repeat(4000));
+    let request = format!(
+        "POST /api/v1/sales/1/reservations HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        socket.write_all(request.as_bytes()).await.expect("send");
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            let n = socket.read(&mut byte).await.expect("read");
+            assert_eq!(n, 1, "the gateway closed the connection after {statuses:?}");
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head).to_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0);
+        let mut rest = vec![0u8; length];
+        socket.read_exact(&mut rest).await.expect("body");
+        assert!(!head.contains("connection: close"), "{head}");
+        statuses.push(head.lines().next().unwrap_or_default().to_owned());
+    }
+    assert!(
+        statuses.iter().filter(|s| s.contains(" 503 ")).count() >= 3,
+        "most of the five were shed: {statuses:?}"
+    );
+    env.cleanup().await;
+}
