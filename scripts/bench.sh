@@ -49,7 +49,7 @@ psql -q -h 127.0.0.1 -U postgres -d postgres -c 'DROP DATABASE IF EXISTS flashsa
     -c 'CREATE DATABASE flashsale_bench' >/dev/null
 "$BIN/flashsale-migrate"
 
-lt() { "$BIN/flashsale-loadtest" --gateway "$GATEWAY" "$@"; }
+lt() { "$BIN/flashsale-loadtest" --gateway "${LT_GATEWAY:-$GATEWAY}" "$@"; }
 # Leftovers of an interrupted run: the new database issues the same sale ids again.
 lt teardown
 LOGS=$OUT
@@ -104,6 +104,7 @@ if [[ -n ${BENCH_ONLY:-} ]]; then
             pay) run pay pay --payment "$PAYMENT" -c "$CONCURRENCY" -n "$PAY_ORDERS" ;;
             writer) run writer writer -n "$WRITER_ORDERS" ;;
             race | burst) run "$name" "$name" -c "$CONCURRENCY" ;;
+            shed) shed_flood ;;
             ceiling | flood | sustain) run "$name" "$name" -c "$CONCURRENCY" -d "$DURATION" ;;
             *) echo "bench: BENCH_ONLY names an unknown scenario: $name" >&2; exit 1 ;;
         esac
@@ -122,6 +123,18 @@ for i in 1 2 3 4 5; do run "race-$i" race -c "$CONCURRENCY"; done
 median=$(for i in 1 2 3 4 5; do echo "$(rate_of "race-$i") race-$i"; done | sort -n | sed -n 3p | cut -d' ' -f2)
 cp "$OUT/$median.json" "$OUT/race.json"
 run flood flood -c "$CONCURRENCY" -d "$DURATION"
+# What a refusal at admission costs: a second gateway whose request-rate bound (1/s) sheds nearly everything.
+shed_flood() {
+    local pid
+    FLASHSALE__GATEWAY__LISTEN=127.0.0.1:8084 FLASHSALE__GATEWAY__MAX_REQUESTS_PER_SEC=1 \
+        "$BIN/gateway" >"$LOGS/gateway-shed.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 1 100); do ready http://127.0.0.1:8084 && break; sleep 0.2; done
+    LT_GATEWAY=http://127.0.0.1:8084 run shed shed -c "$CONCURRENCY" -d "$DURATION"
+    kill -TERM "$pid"
+    wait "$pid" || true
+}
+shed_flood
 run sustain sustain -c "$CONCURRENCY" -d "$DURATION"
 # Closed-loop latency at saturation is just concurrency / throughput; the open loop at half the closed-loop rate
 # shows the latency of a load the stack carries.

@@ -43,6 +43,7 @@ pub fn print(dir: &Path, evalsha_per_s: f64) -> anyhow::Result<()> {
     let pay = load(dir, "pay").ok();
     // The race's yardstick: a burst of the same shape against /healthz.
     let burst = load(dir, "burst").ok();
+    let shed = load(dir, "shed").ok();
     let rps = |v: &Value| num(v, &["req_per_s"]);
     let p = |v: &Value, q: &str| num(v, &["latency_ms", q]);
 
@@ -54,12 +55,15 @@ pub fn print(dir: &Path, evalsha_per_s: f64) -> anyhow::Result<()> {
     if let Some(burst) = &burst {
         rows.push(("burst /healthz", burst));
     }
-    for (name, v) in rows.into_iter().chain([
-        ("race", &race),
-        ("flood", &flood),
-        ("sustain", &sustain),
-        ("sustain (open)", &sustain_open),
-    ]) {
+    let mut refused = vec![("race", &race), ("flood", &flood)];
+    if let Some(shed) = &shed {
+        refused.push(("shed (503)", shed));
+    }
+    for (name, v) in rows
+        .into_iter()
+        .chain(refused)
+        .chain([("sustain", &sustain), ("sustain (open)", &sustain_open)])
+    {
         println!(
             "{:<16} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2}  {:<8}",
             name,
@@ -146,6 +150,16 @@ pub fn print(dir: &Path, evalsha_per_s: f64) -> anyhow::Result<()> {
             rss <= 50.0,
         ),
     ];
+    let shed_target = shed.as_ref().map(|s| {
+        let ratio = rps(s) / rps(&ceiling);
+        (
+            format!(
+                "shed (refused at admission) ≥ 85% of ceiling: {:.0}%",
+                ratio * 100.0
+            ),
+            ratio >= 0.85 && clean(s) == "clean",
+        )
+    });
     let edge = burst.as_ref().map(|b| {
         let ratio = rps(&race) / rps(b);
         let p99_gap = p(&race, "p99") - p(b, "p99");
@@ -187,6 +201,7 @@ pub fn print(dir: &Path, evalsha_per_s: f64) -> anyhow::Result<()> {
     for (text, ok) in targets
         .into_iter()
         .chain(edge)
+        .chain(shed_target)
         .chain(lifecycle.into_iter().flatten())
     {
         println!("  [{}] {text}", check(ok));

@@ -22,11 +22,12 @@ fn calls(stats: &str, command: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Sends plain reservations from fresh buyers until the gateway answers one from memory.
-async fn until_answered_from_memory(
+/// Sends plain reservations from fresh buyers, each answered `code`, until the gateway answers one from memory.
+async fn until_answered_from_memory_with(
     env: &TestEnv,
     gw: &GatewayHandle,
     sale: flashsale_domain::SaleId,
+    code: &str,
 ) {
     let mut n = 0;
     eventually(
@@ -36,19 +37,21 @@ async fn until_answered_from_memory(
             let token = env.token(&format!("learner{n}"));
             async move {
                 let r = gw.reserve(sale, &token).await;
-                assert_eq!(r.code(), "SOLD_OUT", "{r:?}");
-                metric(
-                    &gw.base,
-                    "flashsale_reservations_from_memory_total",
-                    "SOLD_OUT",
-                )
-                .await
-                    > 0.0
+                assert_eq!(r.code(), code, "{r:?}");
+                metric(&gw.base, "flashsale_reservations_from_memory_total", code).await > 0.0
             }
         },
         true,
     )
     .await;
+}
+
+async fn until_answered_from_memory(
+    env: &TestEnv,
+    gw: &GatewayHandle,
+    sale: flashsale_domain::SaleId,
+) {
+    until_answered_from_memory_with(env, gw, sale, "SOLD_OUT").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -245,27 +248,6 @@ async fn an_ended_sale_answers_sale_ended_from_memory() {
     // Waiting for the clock, not for a condition: the sale's window has to pass.
     let left = (spec.ends_at - Utc::now()).to_std().unwrap_or_default();
     tokio::time::sleep(left + Duration::from_millis(50)).await;
-    let mut n = 0;
-    eventually(
-        WITHIN,
-        || {
-            n += 1;
-            let token = env.token(&format!("late{n}"));
-            let gw = &gw;
-            async move {
-                let r = gw.reserve(sale, &token).await;
-                assert_eq!(r.code(), "SALE_ENDED", "{r:?}");
-                metric(
-                    &gw.base,
-                    "flashsale_reservations_from_memory_total",
-                    "SALE_ENDED",
-                )
-                .await
-                    > 0.0
-            }
-        },
-        true,
-    )
-    .await;
+    until_answered_from_memory_with(&env, &gw, sale, "SALE_ENDED").await;
     env.cleanup().await;
 }

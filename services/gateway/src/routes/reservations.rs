@@ -70,6 +70,14 @@ pub async fn reserve(
     buyer: Buyer,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let refused = |e: ApiError| {
+        state
+            .metrics
+            .reservations
+            .with_label_values(&[e.code.as_str()])
+            .inc();
+        Err(e)
+    };
     let parsed = async {
         let sale = sale_id(&path)?;
         let body = read_limited(payload, state.max_body_bytes).await?;
@@ -78,33 +86,23 @@ pub async fn reserve(
     .await;
     let (sale, quantity, key) = match parsed {
         Ok(parsed) => parsed,
-        Err(e) => {
-            state
-                .metrics
-                .reservations
-                .with_label_values(&[e.code.as_str()])
-                .inc();
-            return Err(e);
-        }
+        Err(e) => return refused(e),
     };
     // After the body is read (an unread body would close the keep-alive connection), before any Redis work.
     if let Err(e) = state.address_limit.check(&req) {
-        state
-            .metrics
-            .reservations
-            .with_label_values(&[e.code.as_str()])
-            .inc();
-        return Err(e);
+        return refused(e);
     }
     // A sold-out or ended sale answers buyers who hold nothing from memory; an Idempotency-Key may replay a 202.
     if key.is_none()
         && let Some(gone) = state.sold_out.answer(sale, &buyer.0)
     {
         let error = crate::reserve::gone_error(gone);
-        let label = error.code.as_str();
-        state.metrics.reservations.with_label_values(&[label]).inc();
-        state.metrics.from_memory.with_label_values(&[label]).inc();
-        return Err(error);
+        state
+            .metrics
+            .from_memory
+            .with_label_values(&[error.code.as_str()])
+            .inc();
+        return refused(error);
     }
     let cmd = ReserveCommand {
         sale,
