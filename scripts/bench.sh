@@ -97,6 +97,17 @@ run() {
 }
 rate_of() { sed -E 's/.*"req_per_s":([0-9.]+).*/\1/' "$OUT/$1.json"; }
 
+# What a refusal at admission costs: a second gateway whose request-rate bound (1/s) sheds nearly everything.
+shed_flood() {
+    local pid
+    FLASHSALE__GATEWAY__LISTEN=127.0.0.1:8084 FLASHSALE__GATEWAY__MAX_REQUESTS_PER_SEC=1 \
+        "$BIN/gateway" >"$LOGS/gateway-shed.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 1 100); do ready http://127.0.0.1:8084 && break; sleep 0.2; done
+    LT_GATEWAY=http://127.0.0.1:8084 run shed shed -c "$CONCURRENCY" -d "$DURATION"
+    kill -TERM "$pid"
+    wait "$pid" || true
+}
 if [[ -n ${BENCH_ONLY:-} ]]; then
     for name in $BENCH_ONLY; do
         case $name in
@@ -123,17 +134,6 @@ for i in 1 2 3 4 5; do run "race-$i" race -c "$CONCURRENCY"; done
 median=$(for i in 1 2 3 4 5; do echo "$(rate_of "race-$i") race-$i"; done | sort -n | sed -n 3p | cut -d' ' -f2)
 cp "$OUT/$median.json" "$OUT/race.json"
 run flood flood -c "$CONCURRENCY" -d "$DURATION"
-# What a refusal at admission costs: a second gateway whose request-rate bound (1/s) sheds nearly everything.
-shed_flood() {
-    local pid
-    FLASHSALE__GATEWAY__LISTEN=127.0.0.1:8084 FLASHSALE__GATEWAY__MAX_REQUESTS_PER_SEC=1 \
-        "$BIN/gateway" >"$LOGS/gateway-shed.log" 2>&1 &
-    pid=$!
-    for _ in $(seq 1 100); do ready http://127.0.0.1:8084 && break; sleep 0.2; done
-    LT_GATEWAY=http://127.0.0.1:8084 run shed shed -c "$CONCURRENCY" -d "$DURATION"
-    kill -TERM "$pid"
-    wait "$pid" || true
-}
 shed_flood
 run sustain sustain -c "$CONCURRENCY" -d "$DURATION"
 # Closed-loop latency at saturation is just concurrency / throughput; the open loop at half the closed-loop rate
