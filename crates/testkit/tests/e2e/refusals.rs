@@ -289,6 +289,19 @@ async fn admin_creation_is_guarded_and_validated() {
         body[field] = value;
         invalid.push(body);
     }
+    // A struct written as an array (serde would take it positionally): the API speaks objects only.
+    let fields = [
+        "product_name",
+        "price",
+        "stock",
+        "per_user_limit",
+        "starts_at",
+        "ends_at",
+        "payment_window_secs",
+    ];
+    invalid.push(json!(
+        fields.iter().map(|f| good[*f].clone()).collect::<Vec<_>>()
+    ));
     for body in invalid {
         let r = gw
             .send(

@@ -15,9 +15,16 @@ use flashsale_store::{StoreError, sales};
 pub async fn create_sale(
     _admin: Admin,
     state: web::Data<AppState>,
-    draft: web::Json<SaleDraft>,
+    body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let new = NewSale::try_from(draft.into_inner()).map_err(|e| ApiError::invalid(e.0))?;
+    // serde would take a struct written as an array, field by field; the API speaks objects only.
+    let body = body.into_inner();
+    if !body.is_object() {
+        return Err(ApiError::invalid("the body must be a JSON object"));
+    }
+    let draft: SaleDraft = serde_json::from_value(body)
+        .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?;
+    let new = NewSale::try_from(draft).map_err(|e| ApiError::invalid(e.0))?;
     let row = {
         let mut conn = state.pool.get().await.map_err(StoreError::from)?;
         sales::insert(&mut conn, &new).await?
