@@ -41,6 +41,9 @@ pub struct SoldOutMemory {
     restocks: AtomicU64,
     /// Sales whose holders are being read, so a flood of SOLD_OUT answers reads them once.
     loading: Mutex<HashSet<SaleId>>,
+    /// Serialises the writers (rare), so a restock can never slip between a loader's last look at `restocks`
+    /// and its insert. Readers never take it.
+    writes: Mutex<()>,
 }
 
 impl SoldOutMemory {
@@ -90,14 +93,15 @@ impl SoldOutMemory {
             let Some(ends_ms) = view.ends_ms.filter(|_| still) else {
                 return;
             };
-            if memory.restocks.load(Ordering::Acquire) != seen {
-                return;
-            }
             let entry = Arc::new(Entry {
                 gone,
                 ends_ms,
                 holders: view.holders.into_iter().collect(),
             });
+            let _writing = memory.writes.lock();
+            if memory.restocks.load(Ordering::Acquire) != seen {
+                return;
+            }
             memory.sales.rcu(|sales| {
                 let mut sales = HashMap::clone(sales);
                 sales.insert(sale, Arc::clone(&entry));
@@ -108,6 +112,7 @@ impl SoldOutMemory {
 
     /// Units came back to `sale`: sell them again. True if the sale was remembered.
     pub fn restocked(&self, sale: SaleId) -> bool {
+        let _writing = self.writes.lock();
         self.restocks.fetch_add(1, Ordering::AcqRel);
         self.forget(|s, entry| *s == sale && entry.gone == Gone::SoldOut) > 0
     }
@@ -115,6 +120,7 @@ impl SoldOutMemory {
     /// Announcements may have been missed (the subscription was down): forget every sold-out sale. Returns
     /// how many were forgotten.
     pub fn forget_sold_out(&self) -> usize {
+        let _writing = self.writes.lock();
         self.restocks.fetch_add(1, Ordering::AcqRel);
         self.forget(|_, entry| entry.gone == Gone::SoldOut)
     }
@@ -151,6 +157,7 @@ impl SoldOutMemory {
         if stale.is_empty() {
             return 0;
         }
+        let _writing = self.writes.lock();
         self.restocks.fetch_add(1, Ordering::AcqRel);
         self.forget(|sale, _| stale.contains(sale))
     }
