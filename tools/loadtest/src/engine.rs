@@ -44,6 +44,8 @@ pub struct Measured {
     pub latency: Histogram<u64>,
     /// `"202"`, `"409 SOLD_OUT"`, `"transport error"`, ...
     pub outcomes: BTreeMap<String, u64>,
+    /// The latency of each outcome alone (a race's few winners hide in the overall tail).
+    pub latency_by_outcome: BTreeMap<String, Histogram<u64>>,
     /// When the last 2xx answer arrived.
     pub last_success: Option<Instant>,
     /// When the first request was due.
@@ -73,6 +75,7 @@ impl Measured {
 struct Recorder {
     latency: Histogram<u64>,
     outcomes: BTreeMap<String, u64>,
+    by_outcome: BTreeMap<String, Histogram<u64>>,
     last_success: Option<Instant>,
 }
 
@@ -82,13 +85,22 @@ impl Recorder {
             // 1 µs to 60 s, 3 significant digits.
             latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds"),
             outcomes: BTreeMap::new(),
+            by_outcome: BTreeMap::new(),
             last_success: None,
         }
     }
 
     fn record(&mut self, took: Duration, outcome: Outcome) {
-        self.latency
-            .saturating_record(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.latency.saturating_record(micros);
+        match self.by_outcome.get_mut(&outcome.label) {
+            Some(h) => h.saturating_record(micros),
+            None => {
+                let mut h = Histogram::new_from(&self.latency);
+                h.saturating_record(micros);
+                self.by_outcome.insert(outcome.label.clone(), h);
+            }
+        }
         if outcome.success {
             self.last_success = Some(Instant::now());
         }
@@ -207,6 +219,7 @@ pub async fn run(
         requests: sent as u64,
         latency: recorder.latency,
         outcomes: recorder.outcomes,
+        latency_by_outcome: recorder.by_outcome,
         last_success: recorder.last_success,
         started,
         client_cpu,

@@ -36,6 +36,8 @@ pub struct Report {
     /// Milliseconds.
     pub latency_ms: Option<Latency>,
     pub outcomes: BTreeMap<String, u64>,
+    /// The latency of each outcome alone, milliseconds.
+    pub latency_by_outcome_ms: BTreeMap<String, Latency>,
     /// Scenario-specific figures (sale id, drain time, rows/s, memory, ...).
     pub figures: BTreeMap<&'static str, Value>,
     pub notes: Vec<String>,
@@ -51,6 +53,13 @@ impl Report {
     ) -> Self {
         let ms = |micros: u64| micros as f64 / 1000.0;
         let q = |quantile: f64| ms(m.latency.value_at_quantile(quantile));
+        let of = |h: &hdrhistogram::Histogram<u64>| Latency {
+            p50: ms(h.value_at_quantile(0.5)),
+            p90: ms(h.value_at_quantile(0.9)),
+            p99: ms(h.value_at_quantile(0.99)),
+            p99_9: ms(h.value_at_quantile(0.999)),
+            max: ms(h.max()),
+        };
         Self {
             scenario,
             mode: if rate.is_some() { "open" } else { "closed" },
@@ -67,6 +76,11 @@ impl Report {
                 max: ms(m.latency.max()),
             }),
             outcomes: m.outcomes.clone(),
+            latency_by_outcome_ms: m
+                .latency_by_outcome
+                .iter()
+                .map(|(outcome, h)| (outcome.clone(), of(h)))
+                .collect(),
             figures: m
                 .client_cpu
                 .map(|cpu| ("client_cpu_s", Value::from(cpu.as_secs_f64())))
@@ -105,7 +119,13 @@ impl Report {
             );
         }
         for (outcome, n) in &self.outcomes {
-            println!("  {outcome}: {n}");
+            match self.latency_by_outcome_ms.get(outcome) {
+                Some(l) => println!(
+                    "  {outcome}: {n} (p50 {:.2}  p99 {:.2}  max {:.2} ms)",
+                    l.p50, l.p99, l.max
+                ),
+                None => println!("  {outcome}: {n}"),
+            }
         }
         for (name, value) in &self.figures {
             println!("  {name}: {value}");

@@ -111,6 +111,7 @@ pub async fn drain_backlog(ctx: &Context, orders: usize) -> anyhow::Result<Repor
         req_per_s: rate,
         latency_ms: None,
         outcomes: BTreeMap::new(),
+        latency_by_outcome_ms: BTreeMap::new(),
         figures,
         notes: vec![format!(
             "req/s is order-writer's rows/s: {rows} rows written from a standing backlog in {:.3} s",
