@@ -18,6 +18,8 @@ cd "$(dirname "$0")/.."
 PROM=deploy/prometheus
 DASHBOARDS=(deploy/grafana/dashboards/*.json)
 TMP=$(mktemp -d /tmp/flashsale-check-monitoring.XXXXXX)
+# The live part replaces this trap with one that also stops what it started.
+trap 'rm -rf "$TMP"' EXIT
 ok() { echo "check-monitoring: ok: $*"; }
 fail() { echo "check-monitoring: FAILED: $*" >&2; exit 1; }
 
@@ -54,8 +56,6 @@ promtool check rules "$TMP/panels-rules.json" >"$TMP/panels-check.log" 2>&1 ||
     { cat "$TMP/panels-check.log" >&2; fail "a dashboard expression does not parse"; }
 ok "${#DASHBOARDS[@]} dashboards, $(wc -l <"$TMP/panels.jsonl") panel expressions parse"
 
-if [[ ${CHECK_MONITORING_LIVE:-1} == 0 ]]; then
-    rm -rf "$TMP"
-    exit 0
-fi
+[[ ${CHECK_MONITORING_LIVE:-1} == 0 ]] && exit 0
+# shellcheck source=scripts/check-monitoring-live.sh
 . scripts/check-monitoring-live.sh
