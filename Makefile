@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SHELL := /bin/bash
 
-.PHONY: run test fuzz bench migrate services build lint fmt clean
+.PHONY: run test fuzz bench migrate services build lint fmt clean check-deploy monitor
 
 ## run: build, start PostgreSQL/Redis/RabbitMQ if needed, migrate, start every service, create a demo sale
 run: services build
@@ -13,6 +13,7 @@ test: services
 	$(CARGO) fmt --all -- --check
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	scripts/check-deploy.sh
 	$(CARGO) nextest run --workspace $(if $(CI),--profile ci,)
 
 ## fuzz: every fuzz target (proptest properties named fuzz::* in domain, auth, webhook, gateway and payment)
@@ -34,6 +35,14 @@ bench: services
 ## migrate: apply the database migrations to postgres.url
 migrate: services
 	$(CARGO) run --quiet --bin flashsale-migrate
+
+## check-deploy: the deployment files checked by real tools (scripts/check-deploy.sh: compose, k8s, monitoring)
+check-deploy: services
+	@scripts/check-deploy.sh
+
+## monitor: Prometheus and the Redis/PostgreSQL exporters (Debian packages) scraping the stack of `make run`
+monitor: services
+	@scripts/monitor.sh
 
 ## services: make sure the toolchain, PostgreSQL, Redis and RabbitMQ are installed and running
 services:
