@@ -31,7 +31,9 @@ trap cleanup EXIT
 
 # 2. Consistency, and the checker's tests (each broken copy must be caught).
 "$PY" scripts/check_compose.py docker-compose.yml Dockerfile
-"$PY" -m unittest -q scripts/test_check_compose.py 2>&1 | tail -n 1
+out=$("$PY" -m unittest -q scripts/test_check_compose.py 2>&1) || die "scripts/test_check_compose.py failed:
+$out"
+say "scripts/test_check_compose.py: ${out##*$'\n'}"
 
 # 3. Every ${VAR:?...} compose requires is in deploy/env.example, and no secret there has a real value.
 required=$(grep -oE '\$\{[A-Z0-9_]+:\?' docker-compose.yml | sed -E 's/^\$\{//; s/:\?$//' | sort -u)
