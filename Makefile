@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SHELL := /bin/bash
 
-.PHONY: run test fuzz bench migrate services build lint fmt clean check-deploy monitor
+.PHONY: run test check-deploy monitor fuzz bench migrate services build lint fmt clean
 
 ## run: build, start PostgreSQL/Redis/RabbitMQ if needed, migrate, start every service, create a demo sale
 run: services build
@@ -13,8 +13,9 @@ test: services
 	$(CARGO) fmt --all -- --check
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	scripts/check-deploy.sh
+	@scripts/check-deploy.sh
 	$(CARGO) nextest run --workspace $(if $(CI),--profile ci,)
+
 
 ## fuzz: every fuzz target (proptest properties named fuzz::* in domain, auth, webhook, gateway and payment)
 ##       with FUZZ_CASES cases each (100000; `make test` runs them with 256), stopped after FUZZ_SECS (600).
@@ -36,7 +37,8 @@ bench: services
 migrate: services
 	$(CARGO) run --quiet --bin flashsale-migrate
 
-## check-deploy: the deployment files checked by real tools (scripts/check-deploy.sh: compose, k8s, monitoring)
+## check-deploy: the deployment files checked with real tools, no Docker engine or cluster needed
+##               (scripts/check-deploy.sh: compose, Kubernetes and monitoring checks; tools in .venv-tools/)
 check-deploy: services
 	@scripts/check-deploy.sh
 
