@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SHELL := /bin/bash
 
-.PHONY: run test fuzz bench migrate services build lint fmt clean
+.PHONY: run test fuzz bench migrate services build lint fmt clean check-deploy
 
 ## run: build, start PostgreSQL/Redis/RabbitMQ if needed, migrate, start every service, create a demo sale
 run: services build
@@ -13,7 +13,12 @@ test: services
 	$(CARGO) fmt --all -- --check
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@scripts/check-deploy.sh
 	$(CARGO) nextest run --workspace $(if $(CI),--profile ci,)
+
+## check-deploy: the deployment files checked by real tools without Docker or a cluster (scripts/check-*.sh)
+check-deploy:
+	@scripts/check-deploy.sh
 
 ## fuzz: every fuzz target (proptest properties named fuzz::* in domain, auth, webhook, gateway and payment)
 ##       with FUZZ_CASES cases each (100000; `make test` runs them with 256), stopped after FUZZ_SECS (600).
