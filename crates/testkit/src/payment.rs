@@ -172,6 +172,12 @@ impl PaymentProcess {
     }
 
     /// SIGKILL, and wait until it is gone.
+    /// SIGTERM, then the exit status if the process ended within `grace`.
+    pub async fn terminate_within(&self, grace: Duration) -> Option<std::process::ExitStatus> {
+        self.process.terminate();
+        self.process.exit_within(grace).await
+    }
+
     pub async fn kill(self) {
         self.process.kill().await;
     }

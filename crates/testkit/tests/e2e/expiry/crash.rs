@@ -1,5 +1,6 @@
-//! expiry SIGKILLed in the middle of a wave of expirations, then started again: every unit comes back exactly
-//! once (the conditional update and the idempotent release script), none is left held.
+//! expiry SIGKILLed, or SIGTERMed, in the middle of a wave of expirations, then started again: every unit comes
+//! back exactly once (the conditional update and the idempotent release script), none is left held. SIGTERM also
+//! exits 0 within `expiry.shutdown_grace_ms`.
 
 use super::{count_status, sale_with_window};
 use flashsale_stock::ReservationState;
@@ -14,6 +15,15 @@ const ORDERS: usize = 150;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_expiry_returns_no_unit_twice_and_leaves_none_stuck() {
+    stopped_mid_wave(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sigtermed_expiry_exits_0_within_its_grace_and_returns_every_unit_once() {
+    stopped_mid_wave(true).await;
+}
+
+async fn stopped_mid_wave(sigterm: bool) {
     // Small batches, so the wave takes long enough to be cut in the middle.
     let env = TestEnv::with(|s| s.expiry.batch_size = 5).await;
     let gw = env.spawn_gateway().await;
@@ -40,9 +50,19 @@ async fn a_killed_expiry_returns_no_unit_twice_and_leaves_none_stuck() {
         assert!(Instant::now() < deadline, "no expiration within 15 s");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    expiry.kill().await;
-    let at_kill = count_status(&env, sale, "expired").await;
-    eprintln!("expiry SIGKILLed after {at_kill} of {ORDERS} expirations");
+    if sigterm {
+        expiry.process().terminate();
+        let grace = Duration::from_millis(env.settings.expiry.shutdown_grace_ms);
+        let status = expiry.process().exit_within(grace).await;
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "expiry exits 0 within its grace after SIGTERM: {status:?}"
+        );
+    } else {
+        expiry.kill().await;
+    }
+    let at_stop = count_status(&env, sale, "expired").await;
+    eprintln!("expiry stopped (SIGTERM: {sigterm}) after {at_stop} of {ORDERS} expirations");
 
     // Started again: the unacknowledged due messages come back and the re-drive finishes what was cut short.
     let _again = env.spawn_expiry().await;

@@ -1,5 +1,6 @@
-//! payment SIGKILLed in the middle of a burst of webhooks: every webhook answered 200 is applied exactly once,
-//! and sending the rest again completes them with priorities exactly 1..N.
+//! payment SIGKILLed, or SIGTERMed, in the middle of a burst of webhooks: every webhook answered 200 is applied
+//! exactly once, and sending the rest again completes them with priorities exactly 1..N. SIGTERM also exits 0
+//! within `payment.shutdown_grace_ms`.
 
 use super::reserve_and_checkout;
 use flashsale_testkit::env::DRAIN;
@@ -8,11 +9,27 @@ use reqwest::StatusCode;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 const ORDERS: usize = 40;
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Kill,
+    Term,
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn payment_killed_mid_burst_applies_each_answered_webhook_once() {
+    stopped_mid_burst(Stop::Kill).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn payment_sigtermed_mid_burst_exits_0_within_its_grace_and_loses_no_webhook() {
+    stopped_mid_burst(Stop::Term).await;
+}
+
+async fn stopped_mid_burst(stop: Stop) {
     let env = TestEnv::new().await;
     let gw = env.spawn_gateway().await;
     let _writer = env.spawn_order_writer().await;
@@ -59,7 +76,17 @@ async fn payment_killed_mid_burst_applies_each_answered_webhook_once() {
         true,
     )
     .await;
-    first.kill().await;
+    match stop {
+        Stop::Kill => first.kill().await,
+        Stop::Term => {
+            let grace = Duration::from_millis(env.settings.payment.shutdown_grace_ms);
+            let status = first.terminate_within(grace).await;
+            assert!(
+                status.is_some_and(|s| s.success()),
+                "payment exits 0 within its grace after SIGTERM: {status:?}"
+            );
+        }
+    }
     let firsts: Vec<Option<serde_json::Value>> = burst.await.expect("burst");
     let ok: HashMap<usize, serde_json::Value> = firsts
         .into_iter()
