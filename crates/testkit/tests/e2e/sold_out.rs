@@ -22,6 +22,20 @@ fn calls(stats: &str, command: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// A connection to the test's Redis and the sale's stock key, to watch or move its units behind the services.
+async fn stock_of(
+    env: &TestEnv,
+    sale: flashsale_domain::SaleId,
+) -> (redis::aio::MultiplexedConnection, String) {
+    let conn = env
+        .redis()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let key = flashsale_stock::Keys::new(env.settings.redis.key_prefix.clone()).stock(sale);
+    (conn, key)
+}
+
 /// Sends plain reservations from fresh buyers, each answered `code`, until the gateway answers one from memory.
 async fn until_answered_from_memory_with(
     env: &TestEnv,
@@ -133,16 +147,7 @@ async fn a_unit_returned_by_expiry_is_sold_again_within_a_second_through_a_secon
     until_answered_from_memory(&env, &second, sale).await;
 
     // The moment the unit is back in Redis, then the moment the second gateway sells it.
-    let conn = env
-        .redis()
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis");
-    let stock_key = format!(
-        "{}{{sale:{}}}:stock",
-        env.settings.redis.key_prefix,
-        sale.get()
-    );
+    let (conn, stock_key) = stock_of(&env, sale).await;
     eventually(
         Duration::from_secs(10),
         || {
@@ -199,16 +204,7 @@ async fn units_returned_without_an_announcement_are_found_by_the_periodic_check(
     assert_eq!(held.status, StatusCode::ACCEPTED, "{held:?}");
     until_answered_from_memory(&env, &gw, sale).await;
 
-    let mut conn = env
-        .redis()
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis");
-    let stock_key = format!(
-        "{}{{sale:{}}}:stock",
-        env.settings.redis.key_prefix,
-        sale.get()
-    );
+    let (mut conn, stock_key) = stock_of(&env, sale).await;
     let _: i64 = redis::AsyncCommands::incr(&mut conn, &stock_key, 1)
         .await
         .expect("incr");
