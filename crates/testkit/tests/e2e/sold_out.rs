@@ -247,3 +247,69 @@ async fn an_ended_sale_answers_sale_ended_from_memory() {
     until_answered_from_memory_with(&env, &gw, sale, "SALE_ENDED").await;
     env.cleanup().await;
 }
+
+/// The restock subscription is lost (its connection dropped): announcements made meanwhile would be lost with it,
+/// so on subscribing again the gateway forgets every sold-out sale and the script answers until it learns again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_restock_subscription_forgets_every_sold_out_sale_when_it_resubscribes() {
+    let proxy = flashsale_testkit::TcpProxy::start("127.0.0.1:6379")
+        .await
+        .expect("proxy");
+    let env = TestEnv::with(|s| {
+        s.redis.url = SecretString::from(format!("redis://{}", proxy.addr()));
+        // Only the subscription may put the sale back on sale here.
+        s.gateway.sold_out_check_ms = 1000;
+    })
+    .await;
+    let gw = env.spawn_gateway().await;
+    let _writer = env.spawn_order_writer().await;
+    let sale = gw.create_sale(&env, &SaleSpec::stock(1)).await;
+    let held = gw.reserve(sale, &env.token("only")).await;
+    assert_eq!(held.status, StatusCode::ACCEPTED, "{held:?}");
+    until_answered_from_memory(&env, &gw, sale).await;
+
+    proxy.drop_connections();
+    eventually(
+        WITHIN * 4,
+        || {
+            metric(
+                &gw.base,
+                "flashsale_sold_out_forgotten_total",
+                "resubscribed",
+            )
+        },
+        1.0,
+    )
+    .await;
+    // Forgotten, so the script answers again (a 503 while the dropped connection is replaced is fine) and
+    // the memory learns the sale again: answers from memory rise once more.
+    let before = metric(
+        &gw.base,
+        "flashsale_reservations_from_memory_total",
+        "SOLD_OUT",
+    )
+    .await;
+    let mut n = 0;
+    eventually(
+        WITHIN * 4,
+        || {
+            n += 1;
+            let token = env.token(&format!("again{n}"));
+            let gw = &gw;
+            async move {
+                let r = gw.reserve(sale, &token).await;
+                assert!(["SOLD_OUT", "UNAVAILABLE"].contains(&r.code()), "{r:?}");
+                metric(
+                    &gw.base,
+                    "flashsale_reservations_from_memory_total",
+                    "SOLD_OUT",
+                )
+                .await
+                    > before
+            }
+        },
+        true,
+    )
+    .await;
+    env.cleanup().await;
+}
