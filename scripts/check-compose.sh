@@ -47,8 +47,25 @@ while IFS='=' read -r key value; do
 done < <(grep -E '^[A-Z0-9_]+=' deploy/env.example)
 say "deploy/env.example names all $(wc -w <<<"$required") required variables, secrets as placeholders"
 
-# free_port: a TCP port nothing listens on now.
-free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# free_port: a TCP port nothing listens on now, below the kernel's ephemeral range, so no outgoing connection
+# can take it between this check and the bind.
+free_port() {
+    "$PY" - <<'PYEOF'
+import random, socket
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+while True:
+    port = random.randrange(20000, low)
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(port)
+    break
+PYEOF
+}
 # wait_port PORT: until something accepts connections there (5 s at most).
 wait_port() {
     local i
