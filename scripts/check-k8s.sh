@@ -63,6 +63,8 @@ sys.exit(old not in text or open(path, "w").write(text.replace(old, new, 1)) is 
 broken check base/gateway.yaml "path: /healthz" "path: /readyz" "liveness on /readyz"
 broken check base/expiry.yaml "terminationGracePeriodSeconds: 30" "terminationGracePeriodSeconds: 25" \
     "grace period not longer than preStop + drain"
+broken check base/kustomization.yaml "FLASHSALE__PAYMENT__SHUTDOWN_DELAY_MS=1000" \
+    "FLASHSALE__PAYMENT__SHUTDOWN_DELAY_MS=5000" "grace period not longer than preStop + readiness delay + drain"
 broken schema base/gateway.yaml "containerPort: 8080" "containerPort: 8080
               protocl: TCP" "an unknown Deployment key (kubernetes-validate --strict)"
 broken check base/hpa.yaml "name: gateway

@@ -8,16 +8,56 @@ The schema (check-jsonschema) says the keys and types are right; this says the f
   - a service built from the Dockerfile (one that can be scaled) has no container_name and no fixed host port;
   - each build target is a Dockerfile stage, each build arg a Dockerfile ARG, and the port a service exposes and
     probes is the port its target EXPOSEs;
-  - every bind-mounted path exists (for a service under a profile, a missing one is only a warning).
+  - every bind-mounted path exists (for a service under a profile, a missing one is only a warning);
+  - a flashsale service's stop_grace_period exceeds its readiness delay plus its drain (shutdown_delay_ms +
+    shutdown_grace_ms, from its environment or config/default.toml), or Docker SIGKILLs the drain.
 """
 
 import os
 import re
 import sys
+import tomllib
 
 import yaml
 
 CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+with open(os.path.join(ROOT, "config", "default.toml"), "rb") as _f:
+    DEFAULTS = tomllib.load(_f)
+# The settings section of each service built from the Dockerfile (by its build target).
+SECTION = {"gateway": "gateway", "order-writer": "order_writer", "payment": "payment", "expiry": "expiry"}
+# Docker's stop_grace_period when a service sets none.
+DEFAULT_STOP_GRACE_MS = 10_000
+DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s|us)")
+UNIT_MS = {"h": 3_600_000, "m": 60_000, "s": 1000, "ms": 1, "us": 0.001}
+
+
+def duration_ms(text):
+    """A compose duration ("25s", "1m30s", "500ms") in milliseconds; None when it is not one."""
+    text = str(text).strip()
+    parts = DURATION_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    return sum(float(n) * UNIT_MS[u] for n, u in parts)
+
+
+def environment(service):
+    """A service's environment as a dict, from either the map or the list form."""
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        return dict(e.split("=", 1) if "=" in e else (e, "") for e in env)
+    return env
+
+
+def stop_ms(service, section):
+    """(shutdown_delay_ms, shutdown_grace_ms) as the container sees them; a value taken from .env counts as the
+    default (it cannot be known here)."""
+    env = environment(service)
+    values = []
+    for name in ("shutdown_delay_ms", "shutdown_grace_ms"):
+        value = str(env.get(f"FLASHSALE__{section.upper()}__{name.upper()}", ""))
+        values.append(int(value) if value.isdigit() else DEFAULTS[section][name])
+    return tuple(values)
 
 
 def dockerfile_facts(path):
@@ -121,6 +161,20 @@ def check(compose_path, dockerfile_path):
                 for arg in names:
                     if arg not in args:
                         errors.append(f"{name}: build arg {arg!r} is not an ARG of the Dockerfile")
+
+        target = (build or {}).get("target") if isinstance(build, dict) else None
+        if target in SECTION:
+            delay, grace = stop_ms(svc, SECTION[target])
+            period = svc.get("stop_grace_period")
+            period_ms = DEFAULT_STOP_GRACE_MS if period is None else duration_ms(period)
+            if period_ms is None:
+                errors.append(f"{name}: stop_grace_period {period!r} is not a duration")
+            elif period_ms <= delay + grace:
+                errors.append(
+                    f"{name}: stop_grace_period {period or '10s (Docker default)'} must exceed the readiness delay "
+                    f"({SECTION[target]}.shutdown_delay_ms = {delay} ms) + the drain "
+                    f"({SECTION[target]}.shutdown_grace_ms = {grace} ms), or Docker SIGKILLs the drain"
+                )
 
         for volume in svc.get("volumes") or []:
             source = volume.get("source") if isinstance(volume, dict) else str(volume).split(":")[0]

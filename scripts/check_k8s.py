@@ -16,7 +16,7 @@ from cloudcoil.models.keda.v1alpha1 import ScaledObject, TriggerAuthentication
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULTS = tomllib.loads((ROOT / "config" / "default.toml").read_text())
 
-# Which settings section drains each service (its `shutdown_grace_ms`).
+# Which settings section times each service's stop (its `shutdown_delay_ms` and `shutdown_grace_ms`).
 SECTION = {"gateway": "gateway", "order-writer": "order_writer", "payment": "payment", "expiry": "expiry"}
 # The queue each consumer reads, after amqp.prefix (crates/broker/src/names.rs).
 QUEUE = {"order-writer": "order-writer", "payment": "payment", "expiry": "expiry.due"}
@@ -88,9 +88,9 @@ def unknown_keys(doc, kept, path=""):
             yield from unknown_keys(a, b, f"{path}[{i}]")
 
 
-def drain_ms(o, container, service):
-    """The service's shutdown_grace_ms as the pod sees it: its env, then its ConfigMaps, then default.toml."""
-    key = f"FLASHSALE__{SECTION[service].upper()}__SHUTDOWN_GRACE_MS"
+def setting_ms(o, container, service, name):
+    """One of the service's settings as the pod sees it: its env, then its ConfigMaps, then default.toml."""
+    key = f"FLASHSALE__{SECTION[service].upper()}__{name.upper()}"
     for e in container.get("env", []):
         if e["name"] == key and "value" in e:
             return int(e["value"])
@@ -99,7 +99,15 @@ def drain_ms(o, container, service):
         data = maps.get(src.get("configMapRef", {}).get("name"), {}).get("data", {})
         if key in data:
             return int(data[key])
-    return DEFAULTS[SECTION[service]]["shutdown_grace_ms"]
+    return DEFAULTS[SECTION[service]][name]
+
+
+def stop_ms(o, container, service):
+    """How long the service may take from SIGTERM to exit: its readiness delay (shutdown_delay_ms, /readyz 503
+    while still serving), then the drain (shutdown_grace_ms)."""
+    delay = setting_ms(o, container, service, "shutdown_delay_ms")
+    grace = setting_ms(o, container, service, "shutdown_grace_ms")
+    return delay, grace
 
 
 def check_deployment(o, d):
@@ -130,9 +138,10 @@ def check_deployment(o, d):
         if sleep is None:
             o.fail(cw, "needs a native preStop sleep, so endpoints drop the pod before SIGTERM")
             continue
-        drain = drain_ms(o, c, name)
-        if grace * 1000 <= sleep * 1000 + drain:
-            o.fail(cw, f"terminationGracePeriodSeconds {grace} s must exceed preStop {sleep} s + the drain "
+        delay, drain = stop_ms(o, c, name)
+        if grace * 1000 <= sleep * 1000 + delay + drain:
+            o.fail(cw, f"terminationGracePeriodSeconds {grace} s must exceed preStop {sleep} s + the readiness "
+                       f"delay ({SECTION[name]}.shutdown_delay_ms = {delay} ms) + the drain "
                        f"({SECTION[name]}.shutdown_grace_ms = {drain} ms), or the kubelet kills the drain")
 
 

@@ -79,6 +79,24 @@ class CheckCompose(unittest.TestCase):
     def test_missing_bind_mount(self):
         self.assert_found(lambda s: s["lb"]["volumes"].__setitem__(0, "./deploy/nginx:/etc/nginx:ro"), "./deploy/nginx")
 
+    def test_stop_grace_period_shorter_than_delay_plus_drain(self):
+        self.assert_found(lambda s: s["payment"].update({"stop_grace_period": "21s"}), "payment: stop_grace_period 21s")
+
+    def test_stop_grace_period_against_a_raised_delay(self):
+        self.assert_found(
+            lambda s: s["expiry"]["environment"].update({"FLASHSALE__EXPIRY__SHUTDOWN_DELAY_MS": "5000"}),
+            "expiry.shutdown_delay_ms = 5000 ms",
+        )
+
+    def test_docker_default_stop_grace_period(self):
+        self.assert_found(lambda s: s["gateway"].pop("stop_grace_period"), "10s (Docker default)")
+
+    def test_durations(self):
+        self.assertEqual(check_compose.duration_ms("25s"), 25_000)
+        self.assertEqual(check_compose.duration_ms("1m30s"), 90_000)
+        self.assertEqual(check_compose.duration_ms("500ms"), 500)
+        self.assertIsNone(check_compose.duration_ms("25"))
+
     def test_dockerfile_facts(self):
         stages, args = check_compose.dockerfile_facts(DOCKERFILE)
         for target in ("gateway", "payment", "order-writer", "expiry", "migrate"):

@@ -11,4 +11,4 @@ pub mod telemetry;
 
 pub use secrets::Secret;
 pub use settings::Settings;
-pub use shutdown::shutdown_on_signal;
+pub use shutdown::Shutdown;

@@ -14,6 +14,7 @@ mod breaker;
 mod edge;
 mod expiry;
 mod payment;
+mod shutdown;
 
 pub use breaker::BreakerSettings;
 pub use expiry::ExpirySettings;
@@ -123,6 +124,8 @@ pub struct GatewaySettings {
     pub warm_interval_ms: u64,
     pub restore_quiet_ms: u64,
     pub sold_out_check_ms: u64,
+    /// After SIGTERM, how long `/readyz` answers 503 while the API is still served, before the drain (ms).
+    pub shutdown_delay_ms: u64,
     pub shutdown_grace_ms: u64,
 }
 
@@ -140,6 +143,8 @@ pub struct OrderWriterSettings {
     pub listen: String,
     pub batch_size: usize,
     pub batch_linger_ms: u64,
+    /// After SIGTERM, how long `/readyz` answers 503 before the ops server closes (ms).
+    pub shutdown_delay_ms: u64,
     pub shutdown_grace_ms: u64,
     pub failed_batch_attempts: u32,
     pub dead_letter_poll_ms: u64,
@@ -231,6 +236,7 @@ impl Settings {
             self.gateway.shutdown_grace_ms > 0 && self.order_writer.shutdown_grace_ms > 0,
             "gateway.shutdown_grace_ms and order_writer.shutdown_grace_ms must be positive"
         );
+        self.check_shutdown_delays()?;
         anyhow::ensure!(
             ["text", "json"].contains(&self.telemetry.log_format.as_str()),
             "telemetry.log_format must be \"text\" or \"json\""

@@ -141,6 +141,11 @@ impl TestEnv {
         // Well inside the teardown's wait for the services, so cleanup never deletes under a live service.
         s.gateway.shutdown_grace_ms = 5000;
         s.order_writer.shutdown_grace_ms = 5000;
+        // Services stop at once: a test that checks the readiness delay sets its own.
+        s.gateway.shutdown_delay_ms = 0;
+        s.order_writer.shutdown_delay_ms = 0;
+        s.payment.shutdown_delay_ms = 0;
+        s.expiry.shutdown_delay_ms = 0;
         s.telemetry.log_level = "warn".into();
         if let Ok(filter) = std::env::var("FLASHSALE_TEST_LOG") {
             s.telemetry.log_level = filter;

@@ -139,10 +139,7 @@ pub struct ExpiryProcess {
 impl ExpiryProcess {
     /// Starts it with the test's settings (including `[expiry]`) and waits until `/readyz` answers 200.
     pub async fn start(s: &Settings) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap_or_else(|e| panic!("no free port: {e}"));
+        let port = crate::process::free_port();
         let e = &s.expiry;
         let extra = [
             ("FLASHSALE__EXPIRY__LISTEN", format!("127.0.0.1:{port}")),
@@ -163,6 +160,10 @@ impl ExpiryProcess {
             (
                 "FLASHSALE__EXPIRY__EARLY_WAIT_MAX_MS",
                 e.early_wait_max_ms.to_string(),
+            ),
+            (
+                "FLASHSALE__EXPIRY__SHUTDOWN_DELAY_MS",
+                e.shutdown_delay_ms.to_string(),
             ),
             (
                 "FLASHSALE__EXPIRY__SHUTDOWN_GRACE_MS",

@@ -26,10 +26,7 @@ use tokio_util::sync::CancellationToken;
 /// A free port of 127.0.0.1, and the settings of a payment service listening there whose simulator sends
 /// its webhooks to itself. The port is known before the service binds it (a clash would fail loudly).
 fn payment_settings(s: &Settings) -> (Settings, u16) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free port: {e}"));
+    let port = crate::process::free_port();
     let mut s = s.clone();
     s.payment.listen = format!("127.0.0.1:{port}");
     s.payment.simulator.webhook_url = format!("http://127.0.0.1:{port}/webhooks/psp");
@@ -146,6 +143,10 @@ impl PaymentProcess {
                 p.webhook_secret.expose_secret().to_owned(),
             ),
             (
+                "FLASHSALE__PAYMENT__SHUTDOWN_DELAY_MS",
+                p.shutdown_delay_ms.to_string(),
+            ),
+            (
                 "FLASHSALE__PAYMENT__SHUTDOWN_GRACE_MS",
                 p.shutdown_grace_ms.to_string(),
             ),
@@ -171,13 +172,11 @@ impl PaymentProcess {
         }
     }
 
-    /// SIGKILL, and wait until it is gone.
-    /// SIGTERM, then the exit status if the process ended within `grace`.
-    pub async fn terminate_within(&self, grace: Duration) -> Option<std::process::ExitStatus> {
-        self.process.terminate();
-        self.process.exit_within(grace).await
+    pub fn process(&self) -> &ServiceProcess {
+        &self.process
     }
 
+    /// SIGKILL, and wait until it is gone.
     pub async fn kill(self) {
         self.process.kill().await;
     }

@@ -5,7 +5,7 @@
 //! Every process registers with the teardown under its AMQP prefix, so `TestEnv::cleanup` (or its guard)
 //! kills and reaps what is still running before deleting the topology. Dropping a handle kills the process.
 
-use crate::services::GatewayClient;
+use crate::services::{GatewayClient, Reply};
 use crate::teardown::{Started, reaped, register};
 use flashsale_platform::Settings;
 use reqwest::StatusCode;
@@ -31,6 +31,37 @@ pub fn binary(name: &str) -> PathBuf {
         "{path:?} is missing: build it first (`cargo build --workspace`, which `make test` does)"
     );
     path
+}
+
+/// A free port of 127.0.0.1 for a process to listen on. The port must be known before the process starts; a
+/// port the OS just handed out stays free long enough in practice, and a clash would fail loudly at bind.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+/// `GET <base>/readyz` on a connection of its own, as a load balancer's probe or a new client would open it
+/// (a pooled keep-alive connection could outlive the listener). `None` when nothing answers.
+pub async fn readyz_on_new_connection(base: &str) -> Option<Reply> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap_or_else(|e| panic!("http client: {e}"));
+    let res = http.get(format!("{base}/readyz")).send().await.ok()?;
+    Some(Reply::read(res).await)
+}
+
+/// Asserts that `/readyz` at `base` answers, on a new connection, 503 with `"stopping": true`: what a stopping
+/// service says during its readiness delay.
+pub async fn assert_stopping(base: &str) {
+    let reply = readyz_on_new_connection(base).await.unwrap_or_else(|| {
+        panic!("{base}/readyz refused the connection during the readiness delay")
+    });
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{reply:?}");
+    assert_eq!(reply.body["stopping"], true, "{reply:?}");
 }
 
 /// The settings tests vary, as the `FLASHSALE__SECTION__KEY` variables a service process reads.
@@ -110,10 +141,13 @@ fn settings_env(s: &Settings) -> Vec<(&'static str, String)> {
             s.gateway.warm_interval_ms.to_string(),
         ),
         (
+            "FLASHSALE__GATEWAY__SHUTDOWN_DELAY_MS",
+            s.gateway.shutdown_delay_ms.to_string(),
+        ),
+        (
             "FLASHSALE__GATEWAY__SHUTDOWN_GRACE_MS",
             s.gateway.shutdown_grace_ms.to_string(),
         ),
-        ("FLASHSALE__ORDER_WRITER__LISTEN", "127.0.0.1:0".to_owned()),
         (
             "FLASHSALE__ORDER_WRITER__BATCH_SIZE",
             s.order_writer.batch_size.to_string(),
@@ -121,6 +155,10 @@ fn settings_env(s: &Settings) -> Vec<(&'static str, String)> {
         (
             "FLASHSALE__ORDER_WRITER__BATCH_LINGER_MS",
             s.order_writer.batch_linger_ms.to_string(),
+        ),
+        (
+            "FLASHSALE__ORDER_WRITER__SHUTDOWN_DELAY_MS",
+            s.order_writer.shutdown_delay_ms.to_string(),
         ),
         (
             "FLASHSALE__ORDER_WRITER__SHUTDOWN_GRACE_MS",
@@ -191,6 +229,14 @@ impl ServiceProcess {
             .and_then(|mut child| child.try_wait().ok().flatten())
     }
 
+    /// SIGTERM, then the exit status and how long the exit took, if it came within `timeout`.
+    pub async fn terminate_within(&self, timeout: Duration) -> (Option<ExitStatus>, Duration) {
+        self.terminate();
+        let sent = Instant::now();
+        let status = self.exit_within(timeout).await;
+        (status, sent.elapsed())
+    }
+
     /// Waits at most `timeout` for the process to exit; `None` if it is still running then.
     pub async fn exit_within(&self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
@@ -214,24 +260,36 @@ impl Drop for ServiceProcess {
     }
 }
 
-/// A real `order-writer` process.
-pub struct OrderWriterProcess(ServiceProcess);
+/// A real `order-writer` process, its ops endpoints on a free port of 127.0.0.1 (`base`).
+pub struct OrderWriterProcess {
+    process: ServiceProcess,
+    pub base: String,
+}
 
 impl OrderWriterProcess {
+    /// Starts it; it may still be connecting when this returns (its `/readyz` says when it consumes).
     pub fn start(s: &Settings) -> Self {
-        Self(ServiceProcess::start("order-writer", s, &[]))
+        let port = free_port();
+        let listen = (
+            "FLASHSALE__ORDER_WRITER__LISTEN",
+            format!("127.0.0.1:{port}"),
+        );
+        Self {
+            process: ServiceProcess::start("order-writer", s, &[listen]),
+            base: format!("http://127.0.0.1:{port}"),
+        }
     }
 
     /// SIGKILL: no shutdown, no flush, whatever was in hand is lost to the process.
     pub async fn kill(self) {
-        self.0.kill().await;
+        self.process.kill().await;
     }
 }
 
 impl Deref for OrderWriterProcess {
     type Target = ServiceProcess;
     fn deref(&self) -> &ServiceProcess {
-        &self.0
+        &self.process
     }
 }
 
@@ -244,12 +302,7 @@ pub struct GatewayProcess {
 impl GatewayProcess {
     /// Starts it and waits until `/readyz` answers 200.
     pub async fn start(s: &Settings) -> Self {
-        // The port must be known before the process starts; a port the OS just handed out stays free long
-        // enough in practice, and a clash would fail loudly at bind.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap_or_else(|e| panic!("no free port: {e}"));
+        let port = free_port();
         let listen = ("FLASHSALE__GATEWAY__LISTEN", format!("127.0.0.1:{port}"));
         let process = ServiceProcess::start("gateway", s, &[listen]);
         let client = GatewayClient::new(format!("http://127.0.0.1:{port}"));

@@ -35,7 +35,7 @@ impl Reply {
         self.headers.get("retry-after")?.to_str().ok()?.parse().ok()
     }
 
-    async fn read(res: reqwest::Response) -> Self {
+    pub(crate) async fn read(res: reqwest::Response) -> Self {
         let status = res.status();
         let headers = res.headers().clone();
         let bytes = res.bytes().await.unwrap_or_default();

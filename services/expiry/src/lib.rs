@@ -15,9 +15,9 @@ use anyhow::Context;
 use flashsale_broker::{
     ConsumeOptions, ConsumerMetrics, Names, Publisher, RetryPolicy, consume_batches,
 };
-use flashsale_platform::Settings;
 use flashsale_platform::http::Check;
 use flashsale_platform::ops::Readiness;
+use flashsale_platform::{Settings, Shutdown};
 use flashsale_stock::Stock;
 use flashsale_store::PgPool;
 use prometheus::Registry;
@@ -26,7 +26,6 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 /// How long closing a broker connection may take at shutdown.
 const CLOSE_WITHIN: Duration = Duration::from_secs(1);
@@ -89,10 +88,14 @@ impl App {
         self.port
     }
 
-    /// Consumes and sweeps until `shutdown`; then finishes the batch and the sweep in hand, stops the ops
-    /// server and closes the publisher, all within `expiry.shutdown_grace_ms` (an error past it).
-    pub async fn run_until(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    /// Consumes and sweeps until `shutdown` is requested; then readiness turns 503 and the batch and the sweep
+    /// in hand are finished, the ops server stops once `expiry.shutdown_delay_ms` has passed too (less if the
+    /// stop is hurried) and the publisher closes, all within the delay plus `expiry.shutdown_grace_ms` (an
+    /// error past it).
+    pub async fn run_until(self, shutdown: impl Into<Shutdown>) -> anyhow::Result<()> {
+        let shutdown = shutdown.into();
         let s = &self.settings.expiry;
+        let delay = Duration::from_millis(s.shutdown_delay_ms);
         let consuming = Arc::new(AtomicBool::new(false));
         let ops = Ops {
             pool: self.expirer.pool.clone(),
@@ -104,7 +107,7 @@ impl App {
             self.listener,
             &self.registry,
             ops,
-            shutdown.clone(),
+            shutdown.requested(),
             s.shutdown_grace_ms,
         )?;
         let server_handle = ops_server.handle();
@@ -112,13 +115,13 @@ impl App {
         let sweeper = tokio::spawn(sweeper::run(
             Arc::clone(&self.expirer),
             s.clone(),
-            shutdown.clone(),
+            shutdown.requested(),
         ));
         let names = Names::new(&self.settings.amqp.prefix);
         let handler = Arc::new(consumer::DueConsumer {
             expirer: Arc::clone(&self.expirer),
             early_wait_max: Duration::from_millis(s.early_wait_max_ms),
-            shutdown: shutdown.clone(),
+            shutdown: shutdown.requested(),
         });
         let opts = ConsumeOptions {
             role: "expiry".into(),
@@ -134,13 +137,18 @@ impl App {
             handler,
             ConsumerMetrics::new(&self.registry),
             consuming,
-            shutdown.clone(),
+            shutdown.requested(),
         );
         let publisher = self.expirer.publisher.clone();
+        let delayed = shutdown.clone();
         let stop = std::pin::pin!(async move {
-            // Returns once shutdown is signalled and the batch in hand is settled.
-            consume.await;
-            let _ = sweeper.await;
+            // The consumer returns once shutdown is requested and the batch in hand is settled; the ops server
+            // answers 503 for the whole readiness delay, so probes see the stop before its port closes.
+            let drained = async {
+                consume.await;
+                let _ = sweeper.await;
+            };
+            tokio::join!(drained, delayed.readiness_delay(delay));
             ops_server.stop(true).await;
             // A broker that does not answer the close handshake is gone anyway; do not wait for it.
             let _ = tokio::time::timeout(CLOSE_WITHIN, publisher.close()).await;
@@ -149,7 +157,7 @@ impl App {
         // (the broker redelivers it) or is found again by the next sweep; the re-drive finishes it.
         let grace = Duration::from_millis(s.shutdown_grace_ms);
         let over = async {
-            shutdown.cancelled().await;
+            shutdown.readiness_delay(delay).await;
             tokio::time::sleep(grace).await;
         };
         let stopped = tokio::select! {

@@ -1,4 +1,4 @@
-use flashsale_platform::{Settings, shutdown_on_signal, telemetry};
+use flashsale_platform::{Settings, Shutdown, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -6,5 +6,5 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init("expiry", &settings.telemetry);
     let app = flashsale_expiry::App::build(settings).await?;
     tracing::info!(port = app.port(), "expiry ready");
-    app.run_until(shutdown_on_signal()).await
+    app.run_until(Shutdown::on_signal()).await
 }

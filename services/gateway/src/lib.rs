@@ -28,9 +28,9 @@ use crate::state::AppState;
 use actix_web::{App as HttpApp, HttpServer, web};
 use anyhow::Context;
 use flashsale_broker::{Names, Publisher};
-use flashsale_platform::Settings;
 use flashsale_platform::headers::security_headers;
 use flashsale_platform::metrics::{HttpMetrics, track_http};
+use flashsale_platform::{Settings, Shutdown};
 use flashsale_stock::{RateLimits, Stock};
 use secrecy::ExposeSecret;
 use std::net::TcpListener;
@@ -133,10 +133,12 @@ impl App {
         &self.state
     }
 
-    /// Serves until `shutdown`; then readiness turns 503, HTTP stops taking requests and drains, the
-    /// background loops stop, confirmed outbox entries are flushed and the publisher closes, all within
+    /// Serves until `shutdown` is requested; then readiness turns 503 while the API is still served for
+    /// `gateway.shutdown_delay_ms` (less if the stop is hurried), then HTTP stops taking requests and drains,
+    /// the background loops stop, confirmed outbox entries are flushed and the publisher closes, all within
     /// `gateway.shutdown_grace_ms` (an error past it).
-    pub async fn run_until(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    pub async fn run_until(self, shutdown: impl Into<Shutdown>) -> anyhow::Result<()> {
+        let shutdown = shutdown.into();
         let Self {
             settings,
             state,
@@ -180,13 +182,20 @@ impl App {
         let server = http_server(state.clone(), &settings, listener)?;
         let handle = server.handle();
         let mut server_task = tokio::spawn(server);
-        tokio::select! {
-            _ = shutdown.cancelled() => {}
+        let crashed = tokio::select! {
+            () = shutdown.wait() => false,
             result = &mut server_task => {
                 tracing::error!(?result, "HTTP server stopped on its own");
+                true
             }
-        }
+        };
         state.stopping.cancel();
+        if !crashed {
+            // Readiness first: load balancers see the 503 and stop routing here while requests are still
+            // answered, instead of meeting a closed port.
+            let delay = Duration::from_millis(settings.gateway.shutdown_delay_ms);
+            shutdown.readiness_delay(delay).await;
+        }
         // Everything below is bounded by the grace period, so an orchestrator never has to SIGKILL us.
         // Whatever is cut short loses nothing: outbox entries stay for the relays.
         let grace = Duration::from_millis(settings.gateway.shutdown_grace_ms);

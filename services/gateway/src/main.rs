@@ -1,4 +1,4 @@
-use flashsale_platform::{Settings, shutdown_on_signal, telemetry};
+use flashsale_platform::{Settings, Shutdown, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -7,5 +7,5 @@ async fn main() -> anyhow::Result<()> {
     settings.require_secrets(flashsale_gateway::auth::SECRETS)?;
     let app = flashsale_gateway::App::build(settings).await?;
     tracing::info!(port = app.port(), "gateway ready");
-    app.run_until(shutdown_on_signal()).await
+    app.run_until(Shutdown::on_signal()).await
 }

@@ -11,9 +11,9 @@ use anyhow::Context;
 use flashsale_broker::{
     ConsumeOptions, ConsumerMetrics, Names, Publisher, RetryPolicy, consume_batches,
 };
-use flashsale_platform::Settings;
 use flashsale_platform::http::Check;
 use flashsale_platform::ops::Readiness;
+use flashsale_platform::{Settings, Shutdown};
 use flashsale_store::PgPool;
 use prometheus::Registry;
 use secrecy::ExposeSecret;
@@ -21,7 +21,6 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 /// How long closing a broker connection may take at shutdown.
 const CLOSE_WITHIN: Duration = Duration::from_secs(1);
@@ -76,9 +75,12 @@ impl App {
         self.port
     }
 
-    /// Consumes until `shutdown`; then finishes the batch in hand, stops the ops server and closes the
-    /// publisher, all within `order_writer.shutdown_grace_ms` (an error past it).
-    pub async fn run_until(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    /// Consumes until `shutdown` is requested; then readiness turns 503 and the batch in hand is finished,
+    /// the ops server stops once `order_writer.shutdown_delay_ms` has passed too (less if the stop is hurried)
+    /// and the publisher closes, all within the delay plus `order_writer.shutdown_grace_ms` (an error past it).
+    pub async fn run_until(self, shutdown: impl Into<Shutdown>) -> anyhow::Result<()> {
+        let shutdown = shutdown.into();
+        let delay = Duration::from_millis(self.settings.order_writer.shutdown_delay_ms);
         let consuming = Arc::new(AtomicBool::new(false));
         let ops = Ops {
             pool: self.pool.clone(),
@@ -89,7 +91,7 @@ impl App {
             self.listener,
             &self.registry,
             ops,
-            shutdown.clone(),
+            shutdown.requested(),
             self.settings.order_writer.shutdown_grace_ms,
         )?;
         let server_handle = ops_server.handle();
@@ -102,7 +104,7 @@ impl App {
             names.dead_queue(),
             writer_metrics.dead_letter_depth.clone(),
             Duration::from_millis(self.settings.order_writer.dead_letter_poll_ms),
-            shutdown.clone(),
+            shutdown.requested(),
         ));
         let handler = Arc::new(writer::OrderWriter {
             pool: self.pool.clone(),
@@ -123,12 +125,14 @@ impl App {
             handler,
             ConsumerMetrics::new(&self.registry),
             consuming,
-            shutdown.clone(),
+            shutdown.requested(),
         );
         let publisher = self.publisher.clone();
+        let delayed = shutdown.clone();
         let stop = std::pin::pin!(async move {
-            // Returns once shutdown is signalled and the batch in hand is settled.
-            consume.await;
+            // The consumer returns once shutdown is requested and the batch in hand is settled; the ops server
+            // answers 503 for the whole readiness delay, so probes see the stop before its port closes.
+            tokio::join!(consume, delayed.readiness_delay(delay));
             ops_server.stop(true).await;
             // Only a gauge: a probe stuck on a silent broker must not hold up the exit.
             depth.abort();
@@ -140,7 +144,7 @@ impl App {
         // SIGKILL us. A batch cut short is not acknowledged, so the broker redelivers it.
         let grace = Duration::from_millis(self.settings.order_writer.shutdown_grace_ms);
         let over = async {
-            shutdown.cancelled().await;
+            shutdown.readiness_delay(delay).await;
             tokio::time::sleep(grace).await;
         };
         let stopped = tokio::select! {

@@ -1,4 +1,4 @@
-use flashsale_platform::{Settings, shutdown_on_signal, telemetry};
+use flashsale_platform::{Settings, Shutdown, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -6,5 +6,5 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init("order-writer", &settings.telemetry);
     let app = flashsale_order_writer::App::build(settings).await?;
     tracing::info!(port = app.port(), "order-writer ready");
-    app.run_until(shutdown_on_signal()).await
+    app.run_until(Shutdown::on_signal()).await
 }

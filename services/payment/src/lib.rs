@@ -23,8 +23,8 @@ use anyhow::Context;
 use flashsale_broker::{
     ConsumeOptions, ConsumerMetrics, Names, Publisher, RetryPolicy, consume_batches,
 };
-use flashsale_platform::Settings;
 use flashsale_platform::metrics::{HttpMetrics, track_http};
+use flashsale_platform::{Settings, Shutdown};
 use flashsale_stock::Stock;
 use secrecy::ExposeSecret;
 use std::net::TcpListener;
@@ -108,9 +108,12 @@ impl App {
         &self.state
     }
 
-    /// Serves and consumes until `shutdown`; then readiness turns 503, HTTP drains, the batch in hand is
-    /// settled and the publisher closes, all within `payment.shutdown_grace_ms` (an error past it).
-    pub async fn run_until(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    /// Serves and consumes until `shutdown` is requested; then readiness turns 503 and the consumer settles
+    /// the batch in hand and stops, while HTTP is still served for `payment.shutdown_delay_ms` (less if the
+    /// stop is hurried); then HTTP drains and the publisher closes, all within `payment.shutdown_grace_ms` (an
+    /// error past it).
+    pub async fn run_until(self, shutdown: impl Into<Shutdown>) -> anyhow::Result<()> {
+        let shutdown = shutdown.into();
         let Self {
             settings,
             state,
@@ -156,16 +159,24 @@ impl App {
             recorder,
             ConsumerMetrics::new(&state.registry),
             Arc::clone(&state.consuming),
-            shutdown.clone(),
+            // Message intake stops at the signal: other consumers take the queue; only HTTP waits.
+            shutdown.requested(),
         ));
 
-        tokio::select! {
-            _ = shutdown.cancelled() => {}
+        let crashed = tokio::select! {
+            () = shutdown.wait() => false,
             result = &mut server_task => {
                 tracing::error!(?result, "HTTP server stopped on its own");
+                true
             }
-        }
+        };
         state.stopping.cancel();
+        if !crashed {
+            // Readiness first: the load balancer sees the 503 and stops routing here while checkout and
+            // webhooks are still answered, instead of meeting a closed port.
+            let delay = Duration::from_millis(settings.payment.shutdown_delay_ms);
+            shutdown.readiness_delay(delay).await;
+        }
         // Everything below is bounded by the grace period. A batch cut short is not acknowledged (the broker
         // redelivers it); a webhook cut short is retried by the provider and finds its event or none.
         let grace = Duration::from_millis(settings.payment.shutdown_grace_ms);

@@ -21,6 +21,8 @@ pub struct ExpirySettings {
     /// Attempts at a batch failing with an error other than an outage before it is split to find the message
     /// at fault.
     pub failed_batch_attempts: u32,
+    /// After SIGTERM, how long `/readyz` answers 503 before the ops server closes (ms).
+    pub shutdown_delay_ms: u64,
     pub shutdown_grace_ms: u64,
 }
 

@@ -19,6 +19,8 @@ pub struct PaymentSettings {
     /// Most webhook events applied in one transaction (group commit; see the payment service's `applier`).
     pub apply_batch_size: usize,
     pub batch_linger_ms: u64,
+    /// After SIGTERM, how long `/readyz` answers 503 while HTTP is still served, before the drain (ms).
+    pub shutdown_delay_ms: u64,
     pub shutdown_grace_ms: u64,
     pub simulator: SimulatorSettings,
 }

@@ -3,8 +3,10 @@
 //! exits 0 within `expiry.shutdown_grace_ms`.
 
 use super::{count_status, sale_with_window};
+use flashsale_broker::Names;
 use flashsale_stock::ReservationState;
 use flashsale_testkit::env::DRAIN;
+use flashsale_testkit::process::assert_stopping;
 use flashsale_testkit::{TestEnv, eventually};
 use futures_util::future::join_all;
 use reqwest::StatusCode;
@@ -12,6 +14,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 const ORDERS: usize = 150;
+/// The readiness delay: `/readyz` answers 503 this long after SIGTERM before the ops port closes.
+const DELAY: Duration = Duration::from_millis(1000);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_expiry_returns_no_unit_twice_and_leaves_none_stuck() {
@@ -25,7 +29,11 @@ async fn a_sigtermed_expiry_exits_0_within_its_grace_and_returns_every_unit_once
 
 async fn stopped_mid_wave(sigterm: bool) {
     // Small batches, so the wave takes long enough to be cut in the middle.
-    let env = TestEnv::with(|s| s.expiry.batch_size = 5).await;
+    let env = TestEnv::with(|s| {
+        s.expiry.batch_size = 5;
+        s.expiry.shutdown_delay_ms = DELAY.as_millis() as u64;
+    })
+    .await;
     let gw = env.spawn_gateway().await;
     let _writer = env.spawn_order_writer().await;
     let total = i64::try_from(ORDERS).unwrap_or(i64::MAX);
@@ -50,14 +58,25 @@ async fn stopped_mid_wave(sigterm: bool) {
         assert!(Instant::now() < deadline, "no expiration within 15 s");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    let queue = Names::new(&env.settings.amqp.prefix).expiry_due_queue();
     if sigterm {
         expiry.process().terminate();
-        let grace = Duration::from_millis(env.settings.expiry.shutdown_grace_ms);
-        let status = expiry.process().exit_within(grace).await;
+        let sent = Instant::now();
+        assert_stopping(&expiry.base).await;
+        let grace = Duration::from_millis(env.settings.expiry.shutdown_grace_ms.min(5000));
+        let status = expiry.process().exit_within(DELAY + grace).await;
+        let took = sent.elapsed();
         assert!(
             status.is_some_and(|s| s.success()),
-            "expiry exits 0 within its grace after SIGTERM: {status:?}"
+            "expiry exits 0 within its delay and grace after SIGTERM: {status:?} after {took:?}"
         );
+        assert!(took >= DELAY, "/readyz answered for the whole delay: {took:?}");
+        // Nothing is held by the stopped consumer: what it did not finish is back in the queue.
+        let held = || async {
+            let q = env.queue_counts(&queue).await;
+            (q.unacked, q.consumers)
+        };
+        eventually(DRAIN, held, (0, 0)).await;
     } else {
         expiry.kill().await;
     }
@@ -81,5 +100,10 @@ async fn stopped_mid_wave(sigterm: bool) {
     // back (a unit returned twice would show more), and nothing is held in the database.
     assert_eq!(env.remaining(sale).await, Some(total));
     assert_eq!(env.held(sale).await, 0);
+    let settled = || async {
+        let q = env.queue_counts(&queue).await;
+        (q.ready, q.unacked)
+    };
+    eventually(DRAIN, settled, (0, 0)).await;
     env.cleanup().await;
 }

@@ -4,6 +4,7 @@
 use flashsale_broker::Names;
 use flashsale_domain::SaleId;
 use flashsale_testkit::env::DRAIN;
+use flashsale_testkit::process::assert_stopping;
 use flashsale_testkit::{GatewayClient, SaleSpec, TcpProxy, TestEnv, eventually};
 use futures_util::stream::{self, StreamExt};
 use lapin::options::QueueDeclareOptions;
@@ -56,11 +57,16 @@ async fn rows_of(env: &TestEnv, sale: SaleId, ids: &HashSet<String>) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_gateway_process_sigtermed_mid_burst_exits_0_within_its_grace_and_every_202_is_one_order()
-{
+async fn a_gateway_process_sigtermed_mid_burst_says_503_serves_on_for_its_delay_exits_0_and_every_202_is_one_order()
+ {
+    const DELAY: Duration = Duration::from_millis(1000);
     const GRACE: Duration = Duration::from_secs(6);
     const BUYERS: usize = 2000;
-    let env = TestEnv::with(|s| s.gateway.shutdown_grace_ms = GRACE.as_millis() as u64).await;
+    let env = TestEnv::with(|s| {
+        s.gateway.shutdown_delay_ms = DELAY.as_millis() as u64;
+        s.gateway.shutdown_grace_ms = GRACE.as_millis() as u64;
+    })
+    .await;
     let gw = env.start_gateway_process().await;
     let _writer = env.spawn_order_writer().await;
     let sale = gw.create_sale(&env, &SaleSpec::stock(BUYERS as i64)).await;
@@ -72,31 +78,54 @@ async fn a_gateway_process_sigtermed_mid_burst_exits_0_within_its_grace_and_ever
         }
         gw.process().terminate();
         let sent = Instant::now();
+        let at_signal = accepted.load(Ordering::SeqCst);
+        // Readiness first: a new connection is still accepted, and told the gateway is stopping.
+        assert_stopping(&gw.base).await;
+        let probed = sent.elapsed();
         let status = gw
             .process()
-            .exit_within(GRACE + Duration::from_secs(10))
+            .exit_within(DELAY + GRACE + Duration::from_secs(10))
             .await;
-        (status, sent.elapsed())
+        (status, sent.elapsed(), probed, at_signal)
     };
-    let (ids, (status, took)) = tokio::join!(burst(&env, &gw, sale, 0..BUYERS, &accepted), term);
+    let (ids, (status, took, probed, at_signal)) =
+        tokio::join!(burst(&env, &gw, sale, 0..BUYERS, &accepted), term);
     assert!(
         status.is_some_and(|s| s.success()),
         "exit status {status:?} after {took:?}"
     );
-    assert!(took <= GRACE, "stopped after {took:?}, grace {GRACE:?}");
+    assert!(probed < DELAY, "the 503 came {probed:?} after the signal");
+    assert!(
+        took >= DELAY && took <= DELAY + GRACE,
+        "stopped after {took:?}, delay {DELAY:?}, grace {GRACE:?}"
+    );
+    assert!(
+        ids.len() > at_signal,
+        "reservations were still answered 202 during the delay ({at_signal} at the signal, {} in all)",
+        ids.len()
+    );
     assert!(ids.len() < BUYERS, "the SIGTERM came mid-burst");
     eventually(DRAIN, || rows_of(&env, sale, &ids), ids.len()).await;
     assert!(env.order_count(sale).await <= BUYERS as i64, "no oversell");
+    // Nothing left unacknowledged: the order-writer queue is empty and settled.
+    let queue = Names::new(&env.settings.amqp.prefix).order_writer_queue();
+    let settled = || async {
+        let q = env.queue_counts(&queue).await;
+        (q.ready, q.unacked)
+    };
+    eventually(DRAIN, settled, (0, 0)).await;
     env.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_order_writer_sigtermed_while_draining_exits_0_within_its_grace_and_a_restart_writes_the_rest()
+async fn an_order_writer_sigtermed_while_draining_says_503_exits_0_acks_only_what_it_wrote_and_a_restart_writes_the_rest()
  {
+    const DELAY: Duration = Duration::from_millis(1000);
     const GRACE: Duration = Duration::from_secs(5);
     const BUYERS: usize = 1500;
     let env = TestEnv::with(|s| {
         s.order_writer.batch_size = 5;
+        s.order_writer.shutdown_delay_ms = DELAY.as_millis() as u64;
         s.order_writer.shutdown_grace_ms = GRACE.as_millis() as u64;
     })
     .await;
@@ -114,18 +143,33 @@ async fn an_order_writer_sigtermed_while_draining_exits_0_within_its_grace_and_a
     }
     writer.terminate();
     let sent = Instant::now();
-    let status = writer.exit_within(GRACE + Duration::from_secs(10)).await;
+    assert_stopping(&writer.base).await;
+    let probed = sent.elapsed();
+    let status = writer.exit_within(DELAY + GRACE + Duration::from_secs(10)).await;
     let took = sent.elapsed();
     assert!(
         status.is_some_and(|s| s.success()),
         "exit status {status:?} after {took:?}"
     );
-    assert!(took <= GRACE, "stopped after {took:?}, grace {GRACE:?}");
+    assert!(probed < DELAY, "the 503 came {probed:?} after the signal");
+    assert!(
+        took >= DELAY && took <= DELAY + GRACE,
+        "stopped after {took:?}, delay {DELAY:?}, grace {GRACE:?}"
+    );
     let written = env.order_count(sale).await;
     assert!(
         written < BUYERS as i64,
         "stopped mid-backlog ({written} written)"
     );
+    // Acknowledged exactly what it committed: every unwritten reservation is back in the queue, none is
+    // still held by the stopped consumer, none was acknowledged unwritten.
+    let queue = Names::new(&env.settings.amqp.prefix).order_writer_queue();
+    let left = (BUYERS as u64 - written as u64, 0, 0);
+    let counts = || async {
+        let q = env.queue_counts(&queue).await;
+        (q.ready, q.unacked, q.consumers)
+    };
+    eventually(DRAIN, counts, left).await;
 
     let _restarted = env.start_order_writer_process();
     eventually(DRAIN, || env.order_count(sale), BUYERS as i64).await;
@@ -135,6 +179,7 @@ async fn an_order_writer_sigtermed_while_draining_exits_0_within_its_grace_and_a
         "every 202 has exactly one row"
     );
     assert_eq!(env.held(sale).await, BUYERS as i64);
+    eventually(DRAIN, counts, (0, 0, 1)).await;
     env.cleanup().await;
 }
 

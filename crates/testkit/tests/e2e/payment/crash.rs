@@ -3,13 +3,16 @@
 //! within `payment.shutdown_grace_ms`.
 
 use super::reserve_and_checkout;
+use flashsale_broker::Names;
 use flashsale_testkit::env::DRAIN;
+use flashsale_testkit::process::assert_stopping;
 use flashsale_testkit::{SaleSpec, TestEnv, eventually};
 use reqwest::StatusCode;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+use tokio::time::Instant;
 
 const ORDERS: usize = 40;
 
@@ -29,8 +32,11 @@ async fn payment_sigtermed_mid_burst_exits_0_within_its_grace_and_loses_no_webho
     stopped_mid_burst(Stop::Term).await;
 }
 
+/// The readiness delay of the SIGTERM case: the webhook burst is still answered while `/readyz` says 503.
+const DELAY: Duration = Duration::from_millis(1000);
+
 async fn stopped_mid_burst(stop: Stop) {
-    let env = TestEnv::new().await;
+    let env = TestEnv::with(|s| s.payment.shutdown_delay_ms = DELAY.as_millis() as u64).await;
     let gw = env.spawn_gateway().await;
     let _writer = env.spawn_order_writer().await;
     let first = env.start_payment_process().await;
@@ -80,11 +86,16 @@ async fn stopped_mid_burst(stop: Stop) {
         Stop::Kill => first.kill().await,
         Stop::Term => {
             let grace = Duration::from_millis(env.settings.payment.shutdown_grace_ms);
-            let status = first.terminate_within(grace).await;
+            first.process().terminate();
+            let sent = Instant::now();
+            assert_stopping(&first.base).await;
+            let status = first.process().exit_within(DELAY + grace).await;
+            let took = sent.elapsed();
             assert!(
                 status.is_some_and(|s| s.success()),
-                "payment exits 0 within its grace after SIGTERM: {status:?}"
+                "payment exits 0 within its delay and grace after SIGTERM: {status:?} after {took:?}"
             );
+            assert!(took >= DELAY, "HTTP was served for the whole delay: {took:?}");
         }
     }
     let firsts: Vec<Option<serde_json::Value>> = burst.await.expect("burst");
@@ -137,5 +148,12 @@ async fn stopped_mid_burst(stop: Stop) {
         Some(ORDERS as i64),
     )
     .await;
+    // Nothing left unacknowledged on the payment queue: every reservation was recorded and acknowledged.
+    let queue = Names::new(&env.settings.amqp.prefix).payment_queue();
+    let counts = || async {
+        let q = env.queue_counts(&queue).await;
+        (q.ready, q.unacked)
+    };
+    eventually(DRAIN, counts, (0, 0)).await;
     env.cleanup().await;
 }
