@@ -70,7 +70,10 @@ async fn stopped_mid_wave(sigterm: bool) {
             status.is_some_and(|s| s.success()),
             "expiry exits 0 within its delay and grace after SIGTERM: {status:?} after {took:?}"
         );
-        assert!(took >= DELAY, "/readyz answered for the whole delay: {took:?}");
+        assert!(
+            took >= DELAY,
+            "/readyz answered for the whole delay: {took:?}"
+        );
         // Nothing is held by the stopped consumer: what it did not finish is back in the queue.
         let held = || async {
             let q = env.queue_counts(&queue).await;

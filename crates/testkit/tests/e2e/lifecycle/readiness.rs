@@ -1,8 +1,8 @@
 //! The readiness delay under real signals: a second SIGTERM during it skips the rest and drains at once.
 
+use flashsale_testkit::env::DRAIN;
 use flashsale_testkit::process::assert_stopping;
 use flashsale_testkit::{SaleSpec, TestEnv, eventually};
-use flashsale_testkit::env::DRAIN;
 use reqwest::StatusCode;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -35,6 +35,9 @@ async fn a_second_sigterm_during_the_readiness_delay_skips_the_rest_of_it() {
         status.is_some_and(|s| s.success()),
         "exit status {status:?} after {took:?}"
     );
-    assert!(took < Duration::from_secs(5), "the second signal ended the delay: {took:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "the second signal ended the delay: {took:?}"
+    );
     env.cleanup().await;
 }

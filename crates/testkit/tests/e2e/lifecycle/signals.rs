@@ -145,7 +145,9 @@ async fn an_order_writer_sigtermed_while_draining_says_503_exits_0_acks_only_wha
     let sent = Instant::now();
     assert_stopping(&writer.base).await;
     let probed = sent.elapsed();
-    let status = writer.exit_within(DELAY + GRACE + Duration::from_secs(10)).await;
+    let status = writer
+        .exit_within(DELAY + GRACE + Duration::from_secs(10))
+        .await;
     let took = sent.elapsed();
     assert!(
         status.is_some_and(|s| s.success()),

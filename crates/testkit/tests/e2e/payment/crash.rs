@@ -95,7 +95,10 @@ async fn stopped_mid_burst(stop: Stop) {
                 status.is_some_and(|s| s.success()),
                 "payment exits 0 within its delay and grace after SIGTERM: {status:?} after {took:?}"
             );
-            assert!(took >= DELAY, "HTTP was served for the whole delay: {took:?}");
+            assert!(
+                took >= DELAY,
+                "HTTP was served for the whole delay: {took:?}"
+            );
         }
     }
     let firsts: Vec<Option<serde_json::Value>> = burst.await.expect("burst");
