@@ -8,7 +8,6 @@ use flashsale_domain::{ErrorCode, OrderId};
 use flashsale_platform::http::{error_response, status_of};
 use flashsale_stock::StockError;
 use flashsale_store::StoreError;
-use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::fmt;
 
@@ -68,16 +67,12 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut extra = Map::new();
-        if let Some(order_id) = self.order_id {
-            extra.insert("order_id".into(), Value::from(order_id.to_string()));
-        }
-        let mut res = error_response(self.code, &self.message, extra);
-        if let Some(secs) = self.retry_after
-            && let Ok(value) = actix_web::http::header::HeaderValue::from_str(&secs.to_string())
-        {
-            res.headers_mut()
-                .insert(actix_web::http::header::RETRY_AFTER, value);
+        let mut res = error_response(self.code, &self.message, self.order_id);
+        if let Some(secs) = self.retry_after {
+            res.headers_mut().insert(
+                actix_web::http::header::RETRY_AFTER,
+                actix_web::http::header::HeaderValue::from(secs),
+            );
         }
         res
     }

@@ -3,7 +3,8 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, HttpResponseBuilder};
-use flashsale_domain::ErrorCode;
+use flashsale_domain::{ErrorCode, OrderId};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 /// The HTTP status of each error code. Exhaustive on purpose (no `_`): a new code must choose its status here.
@@ -28,14 +29,27 @@ pub const fn status_of(code: ErrorCode) -> StatusCode {
     }
 }
 
-/// `{"error": {"code", "message", ...extra}}` with the status of the code (`status_of`).
-pub fn error_response(code: ErrorCode, message: &str, extra: Map<String, Value>) -> HttpResponse {
-    let status = status_of(code);
-    let mut error = Map::new();
-    error.insert("code".into(), Value::from(code.as_str()));
-    error.insert("message".into(), Value::from(message));
-    error.extend(extra);
-    HttpResponseBuilder::new(status).json(json!({ "error": error }))
+/// `{"error": {"code", "message"}}` with the status of the code (`status_of`), and the `order_id` a
+/// LIMIT_EXCEEDED names. Typed, so a refusal costs one small serialisation, not a JSON tree.
+pub fn error_response(code: ErrorCode, message: &str, order_id: Option<OrderId>) -> HttpResponse {
+    #[derive(Serialize)]
+    struct Body<'a> {
+        error: Detail<'a>,
+    }
+    #[derive(Serialize)]
+    struct Detail<'a> {
+        code: &'static str,
+        message: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        order_id: Option<OrderId>,
+    }
+    HttpResponseBuilder::new(status_of(code)).json(Body {
+        error: Detail {
+            code: code.as_str(),
+            message,
+            order_id,
+        },
+    })
 }
 
 /// One dependency's readiness: `Ok` or a short error text.

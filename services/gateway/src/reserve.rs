@@ -160,9 +160,10 @@ async fn refused(state: &AppState, sale: SaleId, refusal: Refusal) -> ApiError {
 
 /// The same answer whether the script or the memory gives it.
 pub fn gone_error(gone: Gone) -> ApiError {
+    // Static messages: the flood's answer allocates nothing for its text.
     match gone {
-        Gone::SoldOut => ApiError::new(ErrorCode::SoldOut, Refusal::SoldOut.to_string()),
-        Gone::Ended => ApiError::new(ErrorCode::SaleEnded, Refusal::Ended.to_string()),
+        Gone::SoldOut => ApiError::new(ErrorCode::SoldOut, "the sale is sold out"),
+        Gone::Ended => ApiError::new(ErrorCode::SaleEnded, "the sale has ended"),
     }
 }
 
@@ -180,5 +181,16 @@ pub async fn missing_sale_state(state: &AppState, sale: SaleId) -> ApiError {
             ApiError::unavailable("the sale is being restored to the stock cache; retry shortly")
         }
         Err(e) => e.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memory_answers_with_the_scripts_words() {
+        assert_eq!(gone_error(Gone::SoldOut).message, Refusal::SoldOut.to_string());
+        assert_eq!(gone_error(Gone::Ended).message, Refusal::Ended.to_string());
     }
 }
