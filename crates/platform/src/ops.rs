@@ -142,3 +142,43 @@ async fn readyz<R: Readiness>(ops: web::Data<Ops<R>>) -> HttpResponse {
 async fn metrics(registry: web::Data<Registry>) -> HttpResponse {
     render(&registry)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::openapi::{differences, endpoints};
+
+    struct AlwaysReady;
+
+    impl Readiness for AlwaysReady {
+        async fn checks(&self) -> Vec<Check> {
+            vec![("postgres", Ok(()))]
+        }
+    }
+
+    #[test]
+    fn the_ops_document_is_what_an_ops_server_registers() {
+        let doc = web::Data::new(Document::new(&document("expiry")));
+        let json: serde_json::Value = serde_json::from_slice(doc.bytes()).expect("JSON");
+        let mut table = BTreeSet::new();
+        let _app = App::new().configure(|cfg| table = routes::<AlwaysReady>(cfg, doc.clone()));
+        assert_eq!(table.len(), 4, "{table:?}");
+        assert_eq!(differences(&table, &json), Vec::<String>::new());
+        assert_eq!(json["info"]["title"], "flashsale expiry");
+        assert!(json["openapi"].as_str().unwrap_or("").starts_with("3.1."));
+
+        // And a disagreement either way is named.
+        let mut more = table.clone();
+        more.insert(("POST".into(), "/healthz".into()));
+        more.remove(&("GET".to_owned(), "/metrics".to_owned()));
+        let found = differences(&more, &json);
+        assert_eq!(
+            found,
+            vec![
+                "POST /healthz is registered but not in the document".to_owned(),
+                "GET /metrics is in the document but not registered".to_owned(),
+            ]
+        );
+        assert_eq!(endpoints(&json).len(), 4);
+    }
+}
