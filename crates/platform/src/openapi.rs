@@ -118,6 +118,31 @@ impl utoipa::Modify for OptionalBodies {
     }
 }
 
+/// Every `$ref` of a document that names no component (utoipa collects the schemas of bodies, not those of
+/// parameters: a parameter's type must be listed in `components` by hand).
+pub fn dangling_refs(doc: &Value) -> Vec<String> {
+    fn walk(v: &Value, doc: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(map) => {
+                if let Some(r) = map.get("$ref").and_then(Value::as_str) {
+                    let target = r
+                        .strip_prefix("#/")
+                        .map(|p| p.split('/').fold(doc, |at, key| &at[key]));
+                    if target.is_none_or(Value::is_null) {
+                        out.push(r.to_owned());
+                    }
+                }
+                map.values().for_each(|v| walk(v, doc, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, doc, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(doc, doc, &mut out);
+    out
+}
+
 /// A document serialised once, served as is.
 #[derive(Clone)]
 pub struct Document(web::Bytes);

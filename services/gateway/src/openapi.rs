@@ -5,6 +5,7 @@ use crate::routes::{admin, ops, orders, reservations, sales};
 use flashsale_api_error::openapi::{
     ADMIN_TOKEN, BUYER_JWT, NotFoundError, SecuritySchemes, UnavailableError,
 };
+use flashsale_domain::{OrderId, SaleId};
 use flashsale_platform::openapi::OptionalBodies;
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::{Content, HeaderBuilder, OpenApi as Document, RefOr};
@@ -29,7 +30,7 @@ use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
         ops::metrics,
         flashsale_platform::openapi::document,
     ),
-    components(schemas(NotFoundError, UnavailableError)),
+    components(schemas(NotFoundError, UnavailableError, OrderId, SaleId)),
     modifiers(&SECURITY, &Admission, &OptionalBodies),
     tags(
         (name = "reservations", description = "The hot path."),

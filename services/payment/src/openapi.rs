@@ -4,6 +4,7 @@
 
 use crate::routes::{checkout, ops, psp, webhook};
 use flashsale_api_error::openapi::{BUYER_JWT, NotFoundError, PSP_SIGNATURE, SecuritySchemes};
+use flashsale_domain::OrderId;
 use flashsale_platform::openapi::OptionalBodies;
 use utoipa::OpenApi;
 use utoipa::openapi::OpenApi as Document;
@@ -24,7 +25,7 @@ use utoipa::openapi::OpenApi as Document;
         ops::metrics,
         flashsale_platform::openapi::document,
     ),
-    components(schemas(NotFoundError)),
+    components(schemas(NotFoundError, OrderId)),
     modifiers(&SECURITY, &OptionalBodies),
     tags(
         (name = "payments", description = "Checkout and the provider's webhook."),

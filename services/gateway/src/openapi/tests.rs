@@ -130,3 +130,14 @@ fn the_sale_rules_bounds_are_the_domain_constants() {
     let quantity = &json["components"]["schemas"]["ReserveBody"]["properties"]["quantity"];
     assert_eq!(quantity["maximum"], MAX_PER_USER_LIMIT);
 }
+
+#[test]
+fn every_reference_names_a_component() {
+    {
+        let (_, json) = served();
+        assert_eq!(
+            flashsale_platform::openapi::dangling_refs(&json),
+            Vec::<String>::new()
+        );
+    }
+}

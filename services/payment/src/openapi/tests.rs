@@ -100,3 +100,14 @@ fn each_response_lists_only_codes_of_its_status() {
         );
     }
 }
+
+#[test]
+fn every_reference_names_a_component() {
+    for simulator in [true, false] {
+        let (_, json) = served(simulator);
+        assert_eq!(
+            flashsale_platform::openapi::dangling_refs(&json),
+            Vec::<String>::new()
+        );
+    }
+}
