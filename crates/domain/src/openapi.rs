@@ -25,6 +25,7 @@ impl PartialSchema for SaleId {
             .schema_type(Type::Integer)
             .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
             .minimum(Some(1))
+            .maximum(Some(i64::MAX))
             .description(Some("A sale id: a positive 64-bit integer."))
             .examples([1])
             .into()

@@ -12,7 +12,8 @@ pub const MAX_PER_USER_LIMIT: u32 = 100;
 pub const MAX_PAYMENT_WINDOW_SECS: u32 = 86_400;
 
 /// A sale as an admin asks for it, before any rule is checked. The schema's bounds are the constants above
-/// (a test in the gateway holds them together); `ends_at` after `starts_at` and `price` > 0 it cannot express.
+/// (a test in the gateway holds them together); `ends_at` after `starts_at`, `price` > 0 and integers written
+/// without a fraction (`100`, not `100.0`) it cannot express: each is a 400.
 #[derive(Debug, Clone, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "openapi", schema(example = json!({
@@ -21,10 +22,14 @@ pub const MAX_PAYMENT_WINDOW_SECS: u32 = 86_400;
 })))]
 #[serde(deny_unknown_fields)]
 pub struct SaleDraft {
-    /// Not only whitespace.
+    /// Not only whitespace, and no NUL character.
     #[cfg_attr(
         feature = "openapi",
-        schema(min_length = 1, max_length = 200, pattern = "\\S")
+        schema(
+            min_length = 1,
+            max_length = 200,
+            pattern = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
+        )
     )]
     pub product_name: String,
     /// A decimal string, > 0, at most two decimals, at most "1000000000.00".
@@ -95,6 +100,12 @@ impl TryFrom<SaleDraft> for NewSale {
             return Err(SaleRuleViolation(format!(
                 "product_name must be 1 to {MAX_PRODUCT_NAME_CHARS} characters"
             )));
+        }
+        // PostgreSQL's text cannot hold NUL: refused here, or the insert fails as if the database were down.
+        if d.product_name.contains('\0') {
+            return Err(SaleRuleViolation(
+                "product_name must not contain NUL characters".into(),
+            ));
         }
         let price: Money = d
             .price
@@ -225,6 +236,8 @@ mod tests {
         let cases: Vec<fn(&mut SaleDraft)> = vec![
             |d| d.product_name = String::new(),
             |d| d.product_name = "x".repeat(201),
+            // Found by schemathesis: PostgreSQL refused the insert, answered as 503.
+            |d| d.product_name = "Phone\0X".into(),
             |d| d.price = "0".into(),
             |d| d.price = "1.234".into(),
             |d| d.price = "1000000000.01".into(),

@@ -123,3 +123,35 @@ async fn gateway_and_payment_answer_as_their_documents_say() {
     env.cleanup().await;
     assert!(failed.is_empty(), "{}", failed.join("\n\n"));
 }
+
+/// Found by schemathesis: a product name holding NUL reached PostgreSQL, which refused the insert, and the
+/// admin was told 503 "the database is unavailable". It is a 400 now, and nothing is written.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_product_name_with_a_nul_character_is_a_400_not_a_503() {
+    let env = TestEnv::new().await;
+    let gw = env.spawn_gateway().await;
+    let mut body = SaleSpec::default().body();
+    body["product_name"] = serde_json::json!("Phone\u{0}X");
+    let reply = gw
+        .send(
+            gw.http
+                .post(format!("{}/api/v1/admin/sales", gw.base))
+                .bearer_auth(env.admin_token())
+                .json(&body),
+        )
+        .await;
+    assert_eq!(reply.status, reqwest::StatusCode::BAD_REQUEST, "{reply:?}");
+    assert_eq!(reply.code(), "INVALID_REQUEST");
+    // The database is fine: the same sale without the NUL is created.
+    body["product_name"] = serde_json::json!("Phone X");
+    let created = gw
+        .send(
+            gw.http
+                .post(format!("{}/api/v1/admin/sales", gw.base))
+                .bearer_auth(env.admin_token())
+                .json(&body),
+        )
+        .await;
+    assert_eq!(created.status, reqwest::StatusCode::CREATED, "{created:?}");
+    env.cleanup().await;
+}

@@ -17,7 +17,8 @@ use flashsale_domain::{Money, OrderId, OrderStatus, SaleId, UserId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// The units asked for. Absent, empty or `{}` asks for one; above the sale's `per_user_limit` is a 400.
+/// The units asked for. Absent, empty or `{}` asks for one; above the sale's `per_user_limit` is a 400, and so
+/// is a number written with a fraction (`2.0`), which JSON Schema would count as an integer.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"quantity": 1}))]
