@@ -6,6 +6,8 @@ pub mod error;
 pub mod ids;
 pub mod messages;
 pub mod money;
+#[cfg(feature = "openapi")]
+mod openapi;
 pub mod order;
 pub mod reservation;
 pub mod sale;

@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 /// `pending_payment → paid | expired` once; `rejected` is written directly when the database's stock guard
 /// refuses a reservation (possible only after Redis lost writes).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(
     feature = "diesel",

@@ -11,18 +11,49 @@ pub const MAX_STOCK: i64 = 10_000_000;
 pub const MAX_PER_USER_LIMIT: u32 = 100;
 pub const MAX_PAYMENT_WINDOW_SECS: u32 = 86_400;
 
-/// A sale as an admin asks for it, before any rule is checked.
+/// A sale as an admin asks for it, before any rule is checked. The schema's bounds are the constants above
+/// (a test in the gateway holds them together); `ends_at` after `starts_at`, `price` > 0 and integers written
+/// without a fraction (`100`, not `100.0`) it cannot express: each is a 400.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "product_name": "Phone X", "price": "2990.00", "stock": 100, "per_user_limit": 1,
+    "starts_at": "2026-11-23T10:00:00Z", "ends_at": "2026-11-23T11:00:00Z", "payment_window_secs": 600
+})))]
 #[serde(deny_unknown_fields)]
 pub struct SaleDraft {
+    /// Not only whitespace, and no NUL character.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 200,
+            pattern = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
+        )
+    )]
     pub product_name: String,
+    /// A decimal string, > 0, at most two decimals, at most "1000000000.00".
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^[0-9]{1,10}(\\.[0-9]{1,2})?$", example = "2990.00")
+    )]
     pub price: String,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10_000_000))]
     pub stock: i64,
     #[serde(default = "default_per_user_limit")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100, default = 1))]
     pub per_user_limit: i64,
+    /// RFC 3339; may be in the past.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub starts_at: DateTime<Utc>,
+    /// RFC 3339, after `starts_at`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub ends_at: DateTime<Utc>,
     #[serde(default = "default_payment_window_secs")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(minimum = 1, maximum = 86_400, default = 3600)
+    )]
     pub payment_window_secs: i64,
 }
 
@@ -69,6 +100,12 @@ impl TryFrom<SaleDraft> for NewSale {
             return Err(SaleRuleViolation(format!(
                 "product_name must be 1 to {MAX_PRODUCT_NAME_CHARS} characters"
             )));
+        }
+        // PostgreSQL's text cannot hold NUL: refused here, or the insert fails as if the database were down.
+        if d.product_name.contains('\0') {
+            return Err(SaleRuleViolation(
+                "product_name must not contain NUL characters".into(),
+            ));
         }
         let price: Money = d
             .price
@@ -141,6 +178,7 @@ impl Sale {
 }
 
 /// What a buyer sees of a sale at this moment.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SaleStatus {
@@ -198,6 +236,8 @@ mod tests {
         let cases: Vec<fn(&mut SaleDraft)> = vec![
             |d| d.product_name = String::new(),
             |d| d.product_name = "x".repeat(201),
+            // Found by schemathesis: PostgreSQL refused the insert, answered as 503.
+            |d| d.product_name = "Phone\0X".into(),
             |d| d.price = "0".into(),
             |d| d.price = "1.234".into(),
             |d| d.price = "1000000000.01".into(),

@@ -5,7 +5,8 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, HttpResponseBuilder};
 use flashsale_domain::{ErrorCode, OrderId};
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
 
 /// The HTTP status of each error code. Exhaustive on purpose (no `_`): a new code must choose its status here.
 pub const fn status_of(code: ErrorCode) -> StatusCode {
@@ -55,10 +56,44 @@ pub fn error_response(code: ErrorCode, message: &str, order_id: Option<OrderId>)
 /// One dependency's readiness: `Ok` or a short error text.
 pub type Check = (&'static str, Result<(), String>);
 
+/// `GET /healthz`: the process serves HTTP.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"status": "ok"}))]
+pub struct Health {
+    pub status: Alive,
+}
+
+/// Always `ok`.
+#[derive(Serialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum Alive {
+    Ok,
+}
+
+/// `GET /readyz`: every dependency answered (200), or one did not, or the service is stopping (503).
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"status": "unavailable", "checks": {"redis": "ok", "amqp": "not connected", "postgres": "ok"}}))]
+pub struct Readiness {
+    pub status: ReadyStatus,
+    /// One entry per dependency: `ok`, or a short error text.
+    pub checks: BTreeMap<&'static str, String>,
+    /// Present, and true, from SIGTERM on.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[schema(required = false)]
+    pub stopping: bool,
+}
+
+#[derive(Serialize, ToSchema, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadyStatus {
+    Ok,
+    Unavailable,
+}
+
 /// `{"status": "ok"|"unavailable", "checks": {...}}`: 200 when every check passed, else 503 naming the failure.
 pub fn readiness_response(checks: Vec<Check>, stopping: bool) -> HttpResponse {
     let mut all_ok = !stopping;
-    let mut body = Map::new();
+    let mut named = BTreeMap::new();
     for (name, result) in checks {
         let text = match result {
             Ok(()) => "ok".to_owned(),
@@ -67,15 +102,17 @@ pub fn readiness_response(checks: Vec<Check>, stopping: bool) -> HttpResponse {
                 e
             }
         };
-        body.insert(name.to_owned(), Value::from(text));
+        named.insert(name, text);
     }
-    let mut answer = json!({
-        "status": if all_ok { "ok" } else { "unavailable" },
-        "checks": body,
-    });
-    if stopping {
-        answer["stopping"] = Value::Bool(true);
-    }
+    let answer = Readiness {
+        status: if all_ok {
+            ReadyStatus::Ok
+        } else {
+            ReadyStatus::Unavailable
+        },
+        checks: named,
+        stopping,
+    };
     if all_ok {
         HttpResponse::Ok().json(answer)
     } else {
@@ -86,5 +123,5 @@ pub fn readiness_response(checks: Vec<Check>, stopping: bool) -> HttpResponse {
 }
 
 pub fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "status": "ok" }))
+    HttpResponse::Ok().json(Health { status: Alive::Ok })
 }

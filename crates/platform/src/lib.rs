@@ -3,6 +3,7 @@
 pub mod headers;
 pub mod http;
 pub mod metrics;
+pub mod openapi;
 pub mod ops;
 pub mod secrets;
 pub mod settings;

@@ -104,6 +104,7 @@ impl App {
             consuming: Arc::clone(&consuming),
         };
         let ops_server = flashsale_platform::ops::serve(
+            "expiry",
             self.listener,
             &self.registry,
             ops,

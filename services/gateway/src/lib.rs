@@ -16,6 +16,7 @@ pub mod error;
 #[cfg(test)]
 mod fuzz;
 pub mod metrics;
+pub mod openapi;
 pub mod outbox;
 pub mod rejected;
 pub mod reserve;
@@ -262,6 +263,9 @@ fn http_server(
         state.metrics.shed.clone(),
     ));
     let json = body::json_config(settings.gateway.max_body_bytes);
+    let doc = web::Data::new(flashsale_platform::openapi::Document::new(
+        &openapi::document(),
+    ));
     let data = web::Data::new(state);
     let edge = settings.gateway.clone();
     let mut server = HttpServer::new(move || {
@@ -271,7 +275,9 @@ fn http_server(
             .app_data(in_flight.clone())
             .app_data(rate.clone())
             .app_data(json.clone())
-            .configure(routes::configure)
+            .configure(|cfg| {
+                routes::configure(cfg, doc.clone());
+            })
             .default_service(web::to(routes::not_found))
             .wrap(actix_web::middleware::from_fn(admission::admit))
             // Outside admission: its 503s carry CORS and security headers too, and preflights never count.

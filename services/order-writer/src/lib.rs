@@ -88,6 +88,7 @@ impl App {
             consuming: Arc::clone(&consuming),
         };
         let ops_server = flashsale_platform::ops::serve(
+            "order-writer",
             self.listener,
             &self.registry,
             ops,

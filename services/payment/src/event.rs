@@ -30,13 +30,24 @@ pub struct Event {
     pub amount: Money,
 }
 
-#[derive(Deserialize)]
-struct Raw {
+/// A payment provider's event. Unknown fields are allowed (providers add fields over time).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = WebhookEvent, example = json!({
+    "event_id": "evt_019a9c41", "type": "payment.succeeded", "payment_id": "019a9c40-1b2c-7d3e-8f40-5a6b7c8d9e0f",
+    "order_id": "019a9c3e-6f1d-7c44-9b1e-2f0c5a7d8e90", "amount": "2990.00"
+}))]
+pub(crate) struct Raw {
+    /// Unique per event: a repeat answers the first answer again.
+    #[schema(min_length = 1, max_length = 200)]
     event_id: String,
     #[serde(rename = "type")]
+    #[schema(pattern = "^payment\\.(succeeded|failed)$")]
     kind: String,
+    #[schema(format = Uuid)]
     payment_id: String,
+    #[schema(format = Uuid)]
     order_id: String,
+    /// Must be the payment's amount.
     amount: Money,
 }
 

@@ -14,6 +14,7 @@ pub mod follow_up;
 #[cfg(test)]
 mod fuzz;
 pub mod metrics;
+pub mod openapi;
 pub mod routes;
 pub mod state;
 
@@ -123,11 +124,16 @@ impl App {
         let http_metrics = web::Data::new(HttpMetrics::new(&state.registry));
         let simulator = settings.payment.simulator.enabled;
         let data = web::Data::new(state.clone());
+        let doc = web::Data::new(flashsale_platform::openapi::Document::new(
+            &openapi::document(simulator),
+        ));
         let server = HttpServer::new(move || {
             HttpApp::new()
                 .app_data(data.clone())
                 .app_data(http_metrics.clone())
-                .configure(|cfg| routes::configure(cfg, simulator))
+                .configure(|cfg| {
+                    routes::configure(cfg, simulator, doc.clone());
+                })
                 .default_service(web::to(routes::not_found))
                 // nosniff and no-store like the gateway; HSTS is the gateway's setting (docs/protection.md).
                 .wrap(flashsale_platform::headers::security_headers(0))

@@ -12,6 +12,7 @@ mod health;
 mod lifecycle;
 mod limits;
 mod loadtest;
+mod openapi;
 mod order_writer;
 mod orders;
 mod payment;

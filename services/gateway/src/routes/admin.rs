@@ -7,11 +7,34 @@ use crate::state::AppState;
 use crate::warm::warm_new;
 use actix_web::{HttpResponse, web};
 use chrono::Utc;
+use flashsale_api_error::openapi::{
+    InvalidRequestError, PayloadTooLargeError, UnauthorizedError, UnavailableError,
+};
 use flashsale_domain::NewSale;
 use flashsale_domain::sale::SaleDraft;
 use flashsale_stock::{SaleSnapshot, Warmed};
 use flashsale_store::{StoreError, sales};
 
+/// Create a sale
+///
+/// Written to PostgreSQL, then warmed into Redis. 201 even when warming fails: the periodic warmer makes the
+/// sale live, and until then reservations answer 503. Unknown fields are refused.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/sales",
+    tag = "admin",
+    operation_id = "create_sale",
+    request_body(content = SaleDraft, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created; the same shape as `GET /api/v1/sales/{id}`.", body = SaleView),
+        (status = 400, description = "Not `application/json`, invalid JSON, a missing, unknown or mistyped field, or a rule (`ends_at` after `starts_at`, `price` > 0): nothing is written.", body = InvalidRequestError),
+        (status = 401, description = "Missing or wrong admin token.", body = UnauthorizedError),
+        (status = 413, description = "Body over `gateway.max_body_bytes`.", body = PayloadTooLargeError),
+        (status = 503, description = "PostgreSQL unreachable or the insert failed.", body = UnavailableError,
+         headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    ),
+    security(("admin_token" = [])),
+)]
 pub async fn create_sale(
     _admin: Admin,
     state: web::Data<AppState>,

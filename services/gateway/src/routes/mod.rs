@@ -7,22 +7,31 @@ pub mod reservations;
 pub mod sales;
 
 use crate::error::ApiError;
+use actix_web::http::Method;
 use actix_web::web;
 use flashsale_domain::{ErrorCode, OrderId, SaleId};
+use flashsale_platform::openapi::{Document, Endpoint, Routes};
+use std::collections::BTreeSet;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// Registers every route and yields the table of them (held against the OpenAPI document by a test).
+pub fn configure(cfg: &mut web::ServiceConfig, doc: web::Data<Document>) -> BTreeSet<Endpoint> {
+    let mut routes = Routes::new(cfg);
     // Routes are tried in order: the hot one first.
-    cfg.route(
-        "/api/v1/sales/{id}/reservations",
-        web::post().to(reservations::reserve),
-    )
-    .route("/healthz", web::get().to(ops::healthz))
-    .route("/readyz", web::get().to(ops::readyz))
-    .route("/metrics", web::get().to(ops::metrics))
-    .route("/api/v1/admin/sales", web::post().to(admin::create_sale))
-    .route("/api/v1/sales/{id}", web::get().to(sales::get_sale))
-    .route("/api/v1/orders/{id}", web::get().to(orders::get_order))
-    .route("/api/v1/me/orders", web::get().to(orders::my_orders));
+    routes
+        .add(
+            Method::POST,
+            "/api/v1/sales/{id}/reservations",
+            reservations::reserve,
+        )
+        .add(Method::GET, "/healthz", ops::healthz)
+        .add(Method::GET, "/readyz", ops::readyz)
+        .add(Method::GET, "/metrics", ops::metrics)
+        .add(Method::POST, "/api/v1/admin/sales", admin::create_sale)
+        .add(Method::GET, "/api/v1/sales/{id}", sales::get_sale)
+        .add(Method::GET, "/api/v1/orders/{id}", orders::get_order)
+        .add(Method::GET, "/api/v1/me/orders", orders::my_orders);
+    flashsale_platform::openapi::serve(&mut routes, doc);
+    routes.table()
 }
 
 pub async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {

@@ -7,29 +7,50 @@ use crate::routes::order_id;
 use crate::routes::sales::rfc3339;
 use crate::state::AppState;
 use actix_web::{HttpResponse, web};
+use flashsale_api_error::openapi::{
+    InvalidRequestError, OrderNotFoundError, UnauthorizedError, UnavailableError,
+};
 use flashsale_domain::{ErrorCode, Money, OrderId, OrderStatus, SaleId};
 use flashsale_stock::{HeldReservation, ReservationState};
 use flashsale_store::models::OrderRow;
 use flashsale_store::{StoreError, orders};
 use serde::Serialize;
 use std::collections::HashSet;
+use utoipa::ToSchema;
 
 /// Most orders `me/orders` lists.
 const MY_ORDERS_LIMIT: i64 = 100;
 
-#[derive(Serialize)]
-struct OrderView {
+/// An order. `paid_at` and `shipping_priority` (1..N within the sale, in payment order) are set when `paid`.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "order_id": "019a9c3e-6f1d-7c44-9b1e-2f0c5a7d8e90", "sale_id": 1, "user_id": "alice", "quantity": 1,
+    "amount": "2990.00", "status": "pending_payment", "created_at": "2026-11-23T10:05:00.123Z",
+    "expires_at": "2026-11-23T10:15:00.123Z", "paid_at": null, "shipping_priority": null
+}))]
+pub(crate) struct OrderView {
+    #[schema(format = Uuid)]
     order_id: String,
+    #[schema(minimum = 1)]
     sale_id: i64,
+    #[schema(min_length = 1, max_length = 64)]
     user_id: String,
+    #[schema(minimum = 1)]
     quantity: i64,
     amount: Money,
     status: OrderStatus,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     expires_at: String,
+    /// Always present: `null` until paid.
+    #[schema(format = DateTime, required = true)]
     paid_at: Option<String>,
+    /// Always present: `null` until paid.
+    #[schema(minimum = 1, required = true)]
     shipping_priority: Option<i64>,
     #[serde(skip)]
+    #[schema(ignore)]
     sort_key: (chrono::DateTime<chrono::Utc>, String),
 }
 
@@ -111,6 +132,26 @@ async fn sales_of_order(state: &AppState, id: OrderId) -> Result<Vec<SaleId>, Ap
     Ok(found)
 }
 
+/// One of the buyer's orders
+///
+/// From PostgreSQL; a reservation whose row is not written yet is answered from Redis, so a fresh order is
+/// never 404. Another buyer's order is 404.
+#[utoipa::path(
+    get,
+    path = "/api/v1/orders/{id}",
+    tag = "orders",
+    operation_id = "get_order",
+    params(("id" = OrderId, Path, description = "The order.")),
+    responses(
+        (status = 200, description = "The order.", body = OrderView),
+        (status = 400, description = "The id is not a UUID.", body = InvalidRequestError),
+        (status = 401, description = "Token missing or invalid.", body = UnauthorizedError),
+        (status = 404, description = "Unknown, or another buyer's.", body = OrderNotFoundError),
+        (status = 503, description = "PostgreSQL unreachable and Redis does not know the order, or Redis unreachable.", body = UnavailableError,
+         headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    ),
+    security(("buyer_jwt" = [])),
+)]
 pub async fn get_order(
     state: web::Data<AppState>,
     buyer: Buyer,
@@ -146,11 +187,30 @@ async fn held_reservation(
     Ok(state.stock.find_reservation(id, &sales).await?)
 }
 
-#[derive(Serialize)]
-struct OrderList {
+/// The buyer's orders, newest first (at most 100).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct OrderList {
+    #[schema(max_items = 100)]
     orders: Vec<OrderView>,
 }
 
+/// The buyer's orders
+///
+/// Rows from PostgreSQL plus reservations still held in Redis whose row is not written yet; newest first
+/// (by `created_at`, then id), at most 100.
+#[utoipa::path(
+    get,
+    path = "/api/v1/me/orders",
+    tag = "orders",
+    operation_id = "my_orders",
+    responses(
+        (status = 200, description = "The orders.", body = OrderList),
+        (status = 401, description = "Token missing or invalid.", body = UnauthorizedError),
+        (status = 503, description = "PostgreSQL or Redis unreachable.", body = UnavailableError,
+         headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    ),
+    security(("buyer_jwt" = [])),
+)]
 pub async fn my_orders(state: web::Data<AppState>, buyer: Buyer) -> Result<HttpResponse, ApiError> {
     let stored = {
         let mut conn = state.pool.get().await.map_err(StoreError::from)?;

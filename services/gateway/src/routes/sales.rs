@@ -7,21 +7,32 @@ use crate::routes::sale_id;
 use crate::state::AppState;
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, SecondsFormat, Utc};
+use flashsale_api_error::openapi::{InvalidRequestError, SaleNotFoundError, UnavailableError};
 use flashsale_domain::{Money, SaleId, SaleStatus};
 use flashsale_stock::SaleSnapshot;
 use serde::Serialize;
+use utoipa::ToSchema;
 
-#[derive(Serialize)]
+/// A sale and its counters, in units: `reserved = total_stock − remaining − sold`.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": 1, "product_name": "Phone X", "price": "2990.00", "total_stock": 100, "remaining": 37, "reserved": 63,
+    "sold": 0, "status": "active", "starts_at": "2026-11-23T10:00:00.000Z", "ends_at": "2026-11-23T11:00:00.000Z",
+    "per_user_limit": 1, "payment_window_secs": 600
+}))]
 pub struct SaleView {
     pub id: SaleId,
     pub product_name: String,
     pub price: Money,
     pub total_stock: i64,
     pub remaining: i64,
+    #[schema(minimum = 0)]
     pub reserved: i64,
     pub sold: i64,
     pub status: SaleStatus,
+    #[schema(format = DateTime)]
     pub starts_at: String,
+    #[schema(format = DateTime)]
     pub ends_at: String,
     pub per_user_limit: u32,
     pub payment_window_secs: u32,
@@ -51,6 +62,23 @@ impl SaleView {
     }
 }
 
+/// A sale's state
+///
+/// Served from Redis; a sale whose last reservation can no longer be held is answered from PostgreSQL.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sales/{id}",
+    tag = "sales",
+    operation_id = "get_sale",
+    params(("id" = SaleId, Path, description = "The sale.")),
+    responses(
+        (status = 200, description = "The sale; `status` from the current time and `remaining`.", body = SaleView),
+        (status = 400, description = "The id is not a positive integer.", body = InvalidRequestError),
+        (status = 404, description = "No such sale.", body = SaleNotFoundError),
+        (status = 503, description = "Redis unreachable, or the sale's Redis state is being restored.", body = UnavailableError,
+         headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    ),
+)]
 pub async fn get_sale(
     state: web::Data<AppState>,
     path: web::Path<String>,

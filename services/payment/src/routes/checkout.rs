@@ -8,11 +8,16 @@ use crate::routes::{rfc3339, uuid_in_path};
 use crate::state::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
+use flashsale_api_error::openapi::{
+    InvalidRequestError, OrderNotFoundError, OrderNotPayableError, UnauthorizedError,
+    UnavailableError,
+};
 use flashsale_domain::{ErrorCode, Money, OrderId, OrderStatus, SaleId, UserId};
 use flashsale_stock::ReservationState;
 use flashsale_store::payments::{self, NewPayment, PaymentRow, PaymentStatus};
 use flashsale_store::{StoreError, orders};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 /// What a payment is recorded from: the order row, or the reservation while the row is not written.
 struct Payable {
@@ -24,6 +29,45 @@ struct Payable {
     expires_at: DateTime<Utc>,
 }
 
+/// The order's pending payment and where to pay it.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "payment_id": "019a9c40-1b2c-7d3e-8f40-5a6b7c8d9e0f", "order_id": "019a9c3e-6f1d-7c44-9b1e-2f0c5a7d8e90",
+    "amount": "2990.00", "checkout_url": "http://127.0.0.1:8081/psp/checkout/019a9c40-1b2c-7d3e-8f40-5a6b7c8d9e0f",
+    "expires_at": "2026-11-23T10:15:00.123Z"
+}))]
+pub(crate) struct CheckoutView {
+    payment_id: uuid::Uuid,
+    order_id: uuid::Uuid,
+    amount: Money,
+    /// `payment.checkout_base_url` + the payment id: the provider's page.
+    checkout_url: String,
+    /// The order's payment deadline.
+    #[schema(format = DateTime)]
+    expires_at: String,
+}
+
+/// Check out an order
+///
+/// The order's pending payment, recorded now if none is; the same payment on a repeat. Works before the order
+/// row is written (the Redis reservation answers).
+#[utoipa::path(
+    post,
+    path = "/api/v1/orders/{id}/checkout",
+    tag = "payments",
+    operation_id = "checkout",
+    params(("id" = OrderId, Path, description = "The order.")),
+    responses(
+        (status = 200, description = "The pending payment.", body = CheckoutView),
+        (status = 400, description = "The id is not a UUID.", body = InvalidRequestError),
+        (status = 401, description = "Token missing or invalid.", body = UnauthorizedError),
+        (status = 404, description = "Unknown, or another buyer's.", body = OrderNotFoundError),
+        (status = 409, description = "Paid, expired, rejected or past its deadline.", body = OrderNotPayableError),
+        (status = 503, description = "PostgreSQL or Redis unreachable, or the payment changed while checking out.", body = UnavailableError,
+         headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    ),
+    security(("buyer_jwt" = [])),
+)]
 pub async fn checkout(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -33,13 +77,13 @@ pub async fn checkout(
     let order_id = OrderId::from_uuid(uuid_in_path(&path, "the order id")?);
     let order = payable(&state, order_id, &buyer).await?;
     let payment = pending_payment(&state, &order, &buyer).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "payment_id": payment.id,
-        "order_id": payment.order_id,
-        "amount": Money::from_minor(payment.amount_minor),
-        "checkout_url": format!("{}{}", state.checkout_base_url, payment.id),
-        "expires_at": rfc3339(order.expires_at),
-    })))
+    Ok(HttpResponse::Ok().json(CheckoutView {
+        payment_id: payment.id,
+        order_id: payment.order_id,
+        amount: Money::from_minor(payment.amount_minor),
+        checkout_url: format!("{}{}", state.checkout_base_url, payment.id),
+        expires_at: rfc3339(order.expires_at),
+    }))
 }
 
 fn not_found() -> ApiError {

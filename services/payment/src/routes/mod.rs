@@ -6,31 +6,46 @@ pub mod psp;
 pub mod webhook;
 
 use crate::error::ApiError;
+use actix_web::http::Method;
 use actix_web::web;
 use chrono::{DateTime, SecondsFormat, Utc};
 use flashsale_domain::ErrorCode;
+use flashsale_platform::openapi::{Document, Endpoint, Routes};
 use futures_util::StreamExt;
+use std::collections::BTreeSet;
 
 /// Largest body the payment API reads (webhooks and simulator requests are small).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
-pub fn configure(cfg: &mut web::ServiceConfig, simulator: bool) {
-    cfg.route("/webhooks/psp", web::post().to(webhook::receive))
-        .route(
+/// Registers every route and yields the table of them (held against the OpenAPI document by a test).
+pub fn configure(
+    cfg: &mut web::ServiceConfig,
+    simulator: bool,
+    doc: web::Data<Document>,
+) -> BTreeSet<Endpoint> {
+    let mut routes = Routes::new(cfg);
+    routes
+        .add(Method::POST, "/webhooks/psp", webhook::receive)
+        .add(
+            Method::POST,
             "/api/v1/orders/{id}/checkout",
-            web::post().to(checkout::checkout),
+            checkout::checkout,
         )
-        .route("/healthz", web::get().to(ops::healthz))
-        .route("/readyz", web::get().to(ops::readyz))
-        .route("/metrics", web::get().to(ops::metrics));
+        .add(Method::GET, "/healthz", ops::healthz)
+        .add(Method::GET, "/readyz", ops::readyz)
+        .add(Method::GET, "/metrics", ops::metrics);
     // Off in production: nothing of the simulator is served at all.
     if simulator {
-        cfg.route("/psp/checkout/{payment_id}", web::get().to(psp::page))
-            .route(
+        routes
+            .add(Method::GET, "/psp/checkout/{payment_id}", psp::page)
+            .add(
+                Method::POST,
                 "/psp/checkout/{payment_id}/complete",
-                web::post().to(psp::complete),
+                psp::complete,
             );
     }
+    flashsale_platform::openapi::serve(&mut routes, doc);
+    routes.table()
 }
 
 pub async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {

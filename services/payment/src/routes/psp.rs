@@ -4,16 +4,22 @@
 //! body. No authentication: it stands in for the provider's own site.
 
 use crate::error::ApiError;
+use crate::routes::webhook::WebhookAnswer;
 use crate::routes::{read_body, rfc3339, uuid_in_path};
 use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
+use flashsale_api_error::openapi::{
+    InvalidRequestError, InvalidSignatureError, PayloadTooLargeError, PaymentNotFoundError,
+    UnavailableError,
+};
 use flashsale_domain::{ErrorCode, Money};
 use flashsale_store::StoreError;
 use flashsale_store::payments::{self, PaymentRow};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::ToSchema;
 
 async fn payment(state: &AppState, raw: &str) -> Result<PaymentRow, ApiError> {
     let id = uuid_in_path(raw, "the payment id")?;
@@ -23,6 +29,21 @@ async fn payment(state: &AppState, raw: &str) -> Result<PaymentRow, ApiError> {
         .ok_or_else(|| ApiError::new(ErrorCode::PaymentNotFound, "no such payment"))
 }
 
+/// The simulated provider's checkout page
+#[utoipa::path(
+    get,
+    path = "/psp/checkout/{payment_id}",
+    tag = "simulator",
+    operation_id = "psp_page",
+    params(("payment_id" = uuid::Uuid, Path, description = "The payment.")),
+    responses(
+        (status = 200, description = "An HTML page with Pay and Fail buttons.", content_type = "text/html", body = String),
+        (status = 400, description = "The id is not a UUID.", body = InvalidRequestError),
+        (status = 404, description = "No such payment.", body = PaymentNotFoundError),
+        (status = 503, description = "PostgreSQL unreachable.", body = UnavailableError,
+         headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    ),
+)]
 pub async fn page(
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -40,19 +61,42 @@ pub async fn page(
         .body(html))
 }
 
-#[derive(Deserialize)]
+/// What the simulated buyer chose.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Complete {
+#[schema(example = json!({"outcome": "succeeded"}))]
+pub(crate) struct Complete {
     outcome: Outcome,
 }
 
-#[derive(Deserialize, Clone, Copy)]
+#[derive(Deserialize, Clone, Copy, ToSchema)]
 #[serde(rename_all = "snake_case")]
-enum Outcome {
+pub(crate) enum Outcome {
     Succeeded,
     Failed,
 }
 
+/// Pay or fail a payment (simulator)
+///
+/// Sends the signed webhook to `payment.simulator.webhook_url`, as a provider would, and answers with the
+/// webhook's own status and body.
+#[utoipa::path(
+    post,
+    path = "/psp/checkout/{payment_id}/complete",
+    tag = "simulator",
+    operation_id = "psp_complete",
+    params(("payment_id" = uuid::Uuid, Path, description = "The payment.")),
+    request_body(content = Complete, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The webhook's answer.", body = WebhookAnswer),
+        (status = 400, description = "A bad body or id, or the webhook's 400.", body = InvalidRequestError),
+        (status = 401, description = "The webhook refused the signature (secrets differ).", body = InvalidSignatureError),
+        (status = 404, description = "No such payment.", body = PaymentNotFoundError),
+        (status = 413, description = "Body over 16 KiB.", body = PayloadTooLargeError),
+        (status = 503, description = "The webhook could not be delivered, or answered 503.", body = UnavailableError,
+         headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    ),
+)]
 pub async fn complete(
     state: web::Data<AppState>,
     path: web::Path<String>,

@@ -10,9 +10,65 @@ use crate::follow_up;
 use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
+use flashsale_api_error::openapi::{
+    InvalidRequestError, InvalidSignatureError, PayloadTooLargeError, PaymentNotFoundError,
+    UnavailableError,
+};
 use flashsale_domain::ErrorCode;
 use secrecy::ExposeSecret;
+use utoipa::ToSchema;
 
+/// The webhook's answer, stored with the event and sent again on a replay: the shape `apply` writes.
+/// `shipping_priority` and `paid_at` come with `paid` only.
+#[derive(ToSchema)]
+#[schema(example = json!({
+    "order_id": "019a9c3e-6f1d-7c44-9b1e-2f0c5a7d8e90", "status": "paid", "shipping_priority": 1,
+    "paid_at": "2026-11-23T10:07:00.456Z"
+}))]
+#[allow(dead_code)] // a schema only: the answers are JSON written by `apply` and stored as text
+pub(crate) struct WebhookAnswer {
+    #[schema(format = Uuid)]
+    order_id: String,
+    status: WebhookStatus,
+    #[schema(minimum = 1)]
+    shipping_priority: Option<i64>,
+    #[schema(format = DateTime)]
+    paid_at: Option<String>,
+}
+
+/// `paid` or `refund_required` for `payment.succeeded`; for `payment.failed`, the order's own status.
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub(crate) enum WebhookStatus {
+    PendingPayment,
+    Paid,
+    Expired,
+    Rejected,
+    RefundRequired,
+}
+
+/// Receive a provider event
+///
+/// The `Psp-Signature` is checked on the raw body before anything else; then the event is applied once. A
+/// replayed `event_id` answers its first answer again.
+#[utoipa::path(
+    post,
+    path = "/webhooks/psp",
+    tag = "payments",
+    operation_id = "psp_webhook",
+    request_body(content = inline(crate::event::Raw), content_type = "application/json"),
+    responses(
+        (status = 200, description = "Applied (or replayed).", body = WebhookAnswer),
+        (status = 400, description = "Bad JSON, a wrong amount, or a payment and order that do not belong together.", body = InvalidRequestError),
+        (status = 401, description = "Missing or invalid `Psp-Signature`: nothing changes.", body = InvalidSignatureError),
+        (status = 404, description = "No such payment.", body = PaymentNotFoundError),
+        (status = 413, description = "Body over 16 KiB.", body = PayloadTooLargeError),
+        (status = 503, description = "The payment store is unavailable or busy.", body = UnavailableError,
+         headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    ),
+    security(("psp_signature" = [])),
+)]
 pub async fn receive(
     state: web::Data<AppState>,
     req: HttpRequest,
