@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: the four services (release build), fresh, on prefixes and a database of their own, then
-# ceiling, burst and race (5 runs each, the median reported), flood, sustain (closed loop, then open loop at half its rate),
+# ceiling, flood and shed (BENCH_ROUNDS interleaved rounds, default 3), burst and race (5 interleaved rounds),
+# each scenario's median run reported, then sustain (closed loop, then open loop at half its rate),
 # writer (3 runs, the median reported), expiry, pay, redis-benchmark on an EVALSHA of the reservation script, and
 # one table.
 # Reports land in .run/bench/<scenario>.json; service logs in .run/bench/<service>.log.
@@ -99,12 +100,12 @@ rate_of() { sed -E 's/.*"req_per_s":([0-9.]+).*/\1/' "$OUT/$1.json"; }
 
 # What a refusal at admission costs: a second gateway whose request-rate bound (1/s) sheds nearly everything.
 shed_flood() {
-    local pid
+    local pid file=${1:-shed}
     FLASHSALE__GATEWAY__LISTEN=127.0.0.1:8084 FLASHSALE__GATEWAY__MAX_REQUESTS_PER_SEC=1 \
         "$BIN/gateway" >"$LOGS/gateway-shed.log" 2>&1 &
     pid=$!
     for _ in $(seq 1 100); do ready http://127.0.0.1:8084 && break; sleep 0.2; done
-    LT_GATEWAY=http://127.0.0.1:8084 run shed shed -c "$CONCURRENCY" -d "$DURATION"
+    LT_GATEWAY=http://127.0.0.1:8084 run "$file" shed -c "$CONCURRENCY" -d "$DURATION"
     kill -TERM "$pid"
     wait "$pid" || true
 }
@@ -123,18 +124,33 @@ if [[ -n ${BENCH_ONLY:-} ]]; then
     done
     exit 0
 fi
-run ceiling ceiling -c "$CONCURRENCY" -d "$DURATION"
-# A race lasts about 0.3 s, so one run is noisy: five runs, and the one with the median req/s is reported.
-# The race's yardstick: a burst of the same shape (7,000 requests, same concurrency) against /healthz, five
-# runs, the median reported.
-for i in 1 2 3 4 5; do run "burst-$i" burst -c "$CONCURRENCY"; done
-median=$(for i in 1 2 3 4 5; do echo "$(rate_of "burst-$i") burst-$i"; done | sort -n | sed -n 3p | cut -d' ' -f2)
-cp "$OUT/$median.json" "$OUT/burst.json"
-for i in 1 2 3 4 5; do run "race-$i" race -c "$CONCURRENCY"; done
-median=$(for i in 1 2 3 4 5; do echo "$(rate_of "race-$i") race-$i"; done | sort -n | sed -n 3p | cut -d' ' -f2)
-cp "$OUT/$median.json" "$OUT/race.json"
-run flood flood -c "$CONCURRENCY" -d "$DURATION"
-shed_flood
+# The machine's speed drifts by tens of percent within minutes (a shared VM), and the edge's targets are ratios
+# between scenarios. So each pair is measured in interleaved rounds (ceiling, flood, shed, ceiling, ...; burst,
+# race, burst, ...), and each scenario's run with the median req/s is the one reported: both sides of a ratio
+# then come from the same stretch of time.
+# median NAME N: copies the median (by req/s) of NAME-1..NAME-N to NAME.json.
+median() {
+    local name=$1 n=$2 pick
+    pick=$(for i in $(seq 1 "$n"); do echo "$(rate_of "$name-$i") $name-$i"; done | sort -n |
+        sed -n "$(((n + 1) / 2))p" | cut -d' ' -f2)
+    cp "$OUT/$pick.json" "$OUT/$name.json"
+    cp "$OUT/$pick.cpu" "$OUT/$name.cpu"
+}
+ROUNDS=${BENCH_ROUNDS:-3}
+for i in $(seq 1 "$ROUNDS"); do
+    run "ceiling-$i" ceiling -c "$CONCURRENCY" -d "$DURATION"
+    run "flood-$i" flood -c "$CONCURRENCY" -d "$DURATION"
+    shed_flood "shed-$i"
+done
+for name in ceiling flood shed; do median "$name" "$ROUNDS"; done
+# A race lasts about 0.3 s, so one run is noisy: five rounds of a burst of the same shape (7,000 requests, same
+# concurrency) against /healthz, the race's yardstick, then the race.
+for i in 1 2 3 4 5; do
+    run "burst-$i" burst -c "$CONCURRENCY"
+    run "race-$i" race -c "$CONCURRENCY"
+done
+median burst 5
+median race 5
 run sustain sustain -c "$CONCURRENCY" -d "$DURATION"
 # Closed-loop latency at saturation is just concurrency / throughput; the open loop at half the closed-loop rate
 # shows the latency of a load the stack carries.
@@ -143,8 +159,7 @@ run sustain-open sustain -c "$CONCURRENCY" -d "$DURATION" --rate "$half"
 # The writer's figure also swings between runs (cold pages, autovacuum of the previous scenarios' rows): three
 # runs, the median reported.
 for i in 1 2 3; do run "writer-$i" writer -n "$WRITER_ORDERS"; done
-median=$(for i in 1 2 3; do echo "$(rate_of "writer-$i") writer-$i"; done | sort -n | sed -n 2p | cut -d' ' -f2)
-cp "$OUT/$median.json" "$OUT/writer.json"
+median writer 3
 # The end of an order's life: unpaid reservations released at their deadline, then orders paid by webhooks.
 run expiry expiry -c "$CONCURRENCY" -n "$EXPIRY_ORDERS"
 run pay pay --payment "$PAYMENT" -c "$CONCURRENCY" -n "$PAY_ORDERS"
