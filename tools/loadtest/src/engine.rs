@@ -2,10 +2,10 @@
 //! on its connection is answered) or open loop (`--rate R`: requests are due on a fixed schedule and latency is
 //! measured from when each was due, so a slow server cannot hide its queueing: no coordinated omission).
 
+use crate::recorder::{Answer, Recorder};
 use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
 use reqwest::header::HeaderValue;
-use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -72,58 +72,7 @@ impl Measured {
     }
 }
 
-struct Recorder {
-    latency: Histogram<u64>,
-    outcomes: BTreeMap<String, u64>,
-    by_outcome: BTreeMap<String, Histogram<u64>>,
-    last_success: Option<Instant>,
-}
-
-impl Recorder {
-    fn new() -> Self {
-        Self {
-            // 1 µs to 60 s, 3 significant digits.
-            latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds"),
-            outcomes: BTreeMap::new(),
-            by_outcome: BTreeMap::new(),
-            last_success: None,
-        }
-    }
-
-    fn record(&mut self, took: Duration, outcome: Outcome) {
-        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        self.latency.saturating_record(micros);
-        match self.by_outcome.get_mut(&outcome.label) {
-            Some(h) => h.saturating_record(micros),
-            None => {
-                let mut h = Histogram::new_from(&self.latency);
-                h.saturating_record(micros);
-                self.by_outcome.insert(outcome.label.clone(), h);
-            }
-        }
-        if outcome.success {
-            self.last_success = Some(Instant::now());
-        }
-        *self.outcomes.entry(outcome.label).or_default() += 1;
-    }
-}
-
-struct Outcome {
-    label: String,
-    success: bool,
-}
-
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: ErrorDetail,
-}
-
-#[derive(Deserialize)]
-struct ErrorDetail {
-    code: String,
-}
-
-async fn send(http: &reqwest::Client, target: &Target, auth: Option<&HeaderValue>) -> Outcome {
+async fn send(http: &reqwest::Client, target: &Target, auth: Option<&HeaderValue>) -> Answer {
     let mut req = if target.post {
         http.post(target.url.clone())
     } else {
@@ -138,38 +87,20 @@ async fn send(http: &reqwest::Client, target: &Target, auth: Option<&HeaderValue
     };
     let status = res.status();
     // The body is read to the end either way, so the connection goes back to the pool.
-    let body = match res.bytes().await {
-        Ok(body) => body,
-        Err(e) => return transport_error(&e),
-    };
-    if status.is_success() {
-        return Outcome {
-            label: status.as_str().to_owned(),
-            success: true,
-        };
-    }
-    let label = match serde_json::from_slice::<ErrorBody>(&body) {
-        Ok(b) => format!("{} {}", status.as_str(), b.error.code),
-        Err(_) => status.as_str().to_owned(),
-    };
-    Outcome {
-        label,
-        success: false,
+    match res.bytes().await {
+        Ok(body) => Answer::Http(status, body),
+        Err(e) => transport_error(&e),
     }
 }
 
-fn transport_error(e: &reqwest::Error) -> Outcome {
-    let kind = if e.is_timeout() {
+fn transport_error(e: &reqwest::Error) -> Answer {
+    Answer::Transport(if e.is_timeout() {
         "timeout"
     } else if e.is_connect() {
         "connect"
     } else {
         "other"
-    };
-    Outcome {
-        label: format!("transport error ({kind})"),
-        success: false,
-    }
+    })
 }
 
 /// Runs the plan. Request `i` carries `auths[i]` when `auths` is given (one buyer per request); a run that needs
@@ -214,12 +145,13 @@ pub async fn run(
         .expect("every request task has finished")
         .into_inner()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let (outcomes, latency_by_outcome) = recorder.outcomes();
     Measured {
         elapsed,
         requests: sent as u64,
         latency: recorder.latency,
-        outcomes: recorder.outcomes,
-        latency_by_outcome: recorder.by_outcome,
+        outcomes,
+        latency_by_outcome,
         last_success: recorder.last_success,
         started,
         client_cpu,

@@ -9,6 +9,7 @@ mod buyers;
 mod engine;
 mod lifecycle;
 mod pay;
+mod recorder;
 mod redis_bench;
 mod report;
 mod scenarios;
