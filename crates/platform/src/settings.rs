@@ -127,6 +127,16 @@ pub struct GatewaySettings {
     /// After SIGTERM, how long `/readyz` answers 503 while the API is still served, before the drain (ms).
     pub shutdown_delay_ms: u64,
     pub shutdown_grace_ms: u64,
+    pub storefront: StorefrontSettings,
+}
+
+/// `[gateway.storefront]`: the shop page the gateway serves at `/`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorefrontSettings {
+    /// Origin of the payment service as the buyer's browser reaches it (`http://127.0.0.1:8081`): the page
+    /// posts checkout there, so it is also allowed in the page's Content-Security-Policy.
+    pub payment_url: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -150,11 +160,19 @@ pub struct OrderWriterSettings {
     pub dead_letter_poll_ms: u64,
 }
 
-/// `FLASHSALE__SECTION__KEY`, every value a string (no `try_parsing`: see the module docs).
+/// Settings that are lists of origins, which an environment variable gives comma-separated.
+const LIST_KEYS: [&str; 2] = ["gateway.cors_allowed_origins", "payment.cors_allowed_origins"];
+
+/// `FLASHSALE__SECTION__KEY`, every value a string (no `try_parsing`: see the module docs), except the
+/// [`LIST_KEYS`], split at commas (an origin never holds one).
 fn environment() -> Environment {
-    Environment::with_prefix("FLASHSALE")
+    let env = Environment::with_prefix("FLASHSALE")
         .prefix_separator("__")
         .separator("__")
+        .list_separator(",");
+    LIST_KEYS
+        .into_iter()
+        .fold(env, |env, key| env.with_list_parse_key(key))
 }
 
 impl Settings {
@@ -334,6 +352,46 @@ mod tests {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         Settings::layered(None, environment().source(Some(map)))
+    }
+
+    #[test]
+    fn origin_lists_come_comma_separated_from_the_environment_and_bad_origins_name_the_setting() {
+        let s = from_env(&[
+            (
+                "FLASHSALE__PAYMENT__CORS_ALLOWED_ORIGINS",
+                "http://127.0.0.1:8080,http://localhost:8080",
+            ),
+            ("FLASHSALE__GATEWAY__CORS_ALLOWED_ORIGINS", "https://shop.example"),
+            ("FLASHSALE__GATEWAY__STOREFRONT__PAYMENT_URL", "https://pay.example"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            s.payment.cors_allowed_origins,
+            ["http://127.0.0.1:8080", "http://localhost:8080"]
+        );
+        assert_eq!(s.gateway.cors_allowed_origins, ["https://shop.example"]);
+        assert_eq!(s.gateway.storefront.payment_url, "https://pay.example");
+        assert!(Settings::defaults().expect("defaults").payment.cors_allowed_origins.is_empty());
+        for (var, value, setting) in [
+            (
+                "FLASHSALE__PAYMENT__CORS_ALLOWED_ORIGINS",
+                "http://127.0.0.1:8080/",
+                "payment.cors_allowed_origins",
+            ),
+            (
+                "FLASHSALE__GATEWAY__STOREFRONT__PAYMENT_URL",
+                "http://127.0.0.1:8081/api",
+                "gateway.storefront.payment_url",
+            ),
+            (
+                "FLASHSALE__GATEWAY__STOREFRONT__PAYMENT_URL",
+                "",
+                "gateway.storefront.payment_url",
+            ),
+        ] {
+            let err = from_env(&[(var, value)]).expect_err(value);
+            assert!(format!("{err:#}").contains(setting), "{value}: {err:#}");
+        }
     }
 
     #[test]
