@@ -116,6 +116,7 @@ pub struct GatewaySettings {
     /// CIDR networks (or single addresses) of reverse proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<String>,
     /// Origins (`https://shop.example`) allowed to call the API from a browser; empty = no CORS headers.
+    #[serde(deserialize_with = "origin_list")]
     pub cors_allowed_origins: Vec<String>,
     /// `Strict-Transport-Security: max-age=<this>` on every answer; 0 = not sent.
     pub hsts_max_age_secs: u64,
@@ -160,19 +161,28 @@ pub struct OrderWriterSettings {
     pub dead_letter_poll_ms: u64,
 }
 
-/// Settings that are lists of origins, which an environment variable gives comma-separated.
-const LIST_KEYS: [&str; 2] = ["gateway.cors_allowed_origins", "payment.cors_allowed_origins"];
-
-/// `FLASHSALE__SECTION__KEY`, every value a string (no `try_parsing`: see the module docs), except the
-/// [`LIST_KEYS`], split at commas (an origin never holds one).
+/// `FLASHSALE__SECTION__KEY`, every value a string (no `try_parsing`: see the module docs). Lists of origins
+/// read such a string as comma-separated ([`origin_list`]).
 fn environment() -> Environment {
-    let env = Environment::with_prefix("FLASHSALE")
+    Environment::with_prefix("FLASHSALE")
         .prefix_separator("__")
         .separator("__")
-        .list_separator(",");
-    LIST_KEYS
-        .into_iter()
-        .fold(env, |env, key| env.with_list_parse_key(key))
+}
+
+/// A list of origins: a list in a file, or one string from an environment variable, split at commas (an origin
+/// never holds one). config's own list parsing needs `try_parsing`, which the module docs rule out.
+pub(crate) fn origin_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Given {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match Given::deserialize(d)? {
+        Given::List(list) => list,
+        Given::Text(text) if text.trim().is_empty() => Vec::new(),
+        Given::Text(text) => text.split(',').map(|s| s.trim().to_owned()).collect(),
+    })
 }
 
 impl Settings {

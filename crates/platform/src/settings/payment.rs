@@ -23,6 +23,7 @@ pub struct PaymentSettings {
     pub shutdown_delay_ms: u64,
     pub shutdown_grace_ms: u64,
     /// Origins whose pages may call checkout from a browser (the storefront's); empty = no CORS headers.
+    #[serde(deserialize_with = "super::origin_list")]
     pub cors_allowed_origins: Vec<String>,
     pub simulator: SimulatorSettings,
 }
