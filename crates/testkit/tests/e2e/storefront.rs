@@ -144,6 +144,7 @@ async fn a_buyer_signs_in_waits_buys_once_on_a_double_click_and_pays_while_anoth
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(Utc::now() >= starts - ChronoDuration::milliseconds(300), "Buy on before the start");
+    alice.bring_to_front().await.expect("front");
     let button = alice.find_element(buy.as_str()).await.expect("buy");
     button.click().await.expect("click");
     button.click().await.expect("second click");

@@ -46,6 +46,10 @@ impl Chromium {
                 "--disable-sync",
                 "--disable-quic",
                 "--no-first-run",
+                // Several tabs act at once: none may be slowed down for being in the background.
+                "--disable-background-timer-throttling",
+                "--disable-renderer-backgrounding",
+                "--disable-backgrounding-occluded-windows",
             ])
             .launch_timeout(Duration::from_secs(30))
             .build()
@@ -143,6 +147,8 @@ pub async fn wait_text(
 
 /// A real mouse click on the first element matching `selector`.
 pub async fn click(page: &Page, selector: &str) {
+    // Input goes to the tab in front.
+    page.bring_to_front().await.expect("bring to front");
     page.find_element(selector)
         .await
         .unwrap_or_else(|e| panic!("{selector}: {e}"))
