@@ -26,7 +26,8 @@ pub fn mint_buyer_token(
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let mut claims = serde_json::json!({ "sub": user.as_str(), "exp": now.saturating_add(ttl_secs) });
+    let mut claims =
+        serde_json::json!({ "sub": user.as_str(), "exp": now.saturating_add(ttl_secs) });
     if !settings.jwt_audience.is_empty() {
         claims["aud"] = serde_json::json!(settings.jwt_audience);
     }

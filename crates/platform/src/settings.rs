@@ -371,8 +371,14 @@ mod tests {
                 "FLASHSALE__PAYMENT__CORS_ALLOWED_ORIGINS",
                 "http://127.0.0.1:8080,http://localhost:8080",
             ),
-            ("FLASHSALE__GATEWAY__CORS_ALLOWED_ORIGINS", "https://shop.example"),
-            ("FLASHSALE__GATEWAY__STOREFRONT__PAYMENT_URL", "https://pay.example"),
+            (
+                "FLASHSALE__GATEWAY__CORS_ALLOWED_ORIGINS",
+                "https://shop.example",
+            ),
+            (
+                "FLASHSALE__GATEWAY__STOREFRONT__PAYMENT_URL",
+                "https://pay.example",
+            ),
         ])
         .expect("valid");
         assert_eq!(
@@ -381,7 +387,13 @@ mod tests {
         );
         assert_eq!(s.gateway.cors_allowed_origins, ["https://shop.example"]);
         assert_eq!(s.gateway.storefront.payment_url, "https://pay.example");
-        assert!(Settings::defaults().expect("defaults").payment.cors_allowed_origins.is_empty());
+        assert!(
+            Settings::defaults()
+                .expect("defaults")
+                .payment
+                .cors_allowed_origins
+                .is_empty()
+        );
         for (var, value, setting) in [
             (
                 "FLASHSALE__PAYMENT__CORS_ALLOWED_ORIGINS",

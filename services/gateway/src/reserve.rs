@@ -190,7 +190,10 @@ mod tests {
 
     #[test]
     fn the_memory_answers_with_the_scripts_words() {
-        assert_eq!(gone_error(Gone::SoldOut).message, Refusal::SoldOut.to_string());
+        assert_eq!(
+            gone_error(Gone::SoldOut).message,
+            Refusal::SoldOut.to_string()
+        );
         assert_eq!(gone_error(Gone::Ended).message, Refusal::Ended.to_string());
     }
 }

@@ -48,7 +48,11 @@ fn every_registered_route_is_documented_and_every_documented_one_registered() {
         let (doc, json) = served_as(dev);
         let table = registered_as(&doc, dev);
         assert!(table.len() >= 11, "{table:?}");
-        assert_eq!(differences(&table, &json), Vec::<String>::new(), "dev {dev}");
+        assert_eq!(
+            differences(&table, &json),
+            Vec::<String>::new(),
+            "dev {dev}"
+        );
         let dev_route = ("POST".to_owned(), "/api/v1/dev/token".to_owned());
         assert_eq!(table.contains(&dev_route), dev, "dev {dev}");
     }

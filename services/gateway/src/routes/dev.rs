@@ -60,8 +60,8 @@ pub async fn token(
     let request: TokenRequest = serde_json::from_value(body)
         .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?;
     let user = UserId::parse(request.user_id).map_err(|e| ApiError::invalid(format!("{e}")))?;
-    let token = flashsale_auth::mint_buyer_token(&minter.0, &user, TTL_SECS)
-        .map_err(ApiError::internal)?;
+    let token =
+        flashsale_auth::mint_buyer_token(&minter.0, &user, TTL_SECS).map_err(ApiError::internal)?;
     Ok(HttpResponse::Ok().json(TokenAnswer {
         token,
         expires_in: TTL_SECS,

@@ -16,7 +16,11 @@ use std::hash::{Hash, Hasher};
 const ASSETS: [(&str, &str, &str); 7] = [
     ("app.js", JS, include_str!("../../storefront/app.js")),
     ("api.js", JS, include_str!("../../storefront/api.js")),
-    ("identity.js", JS, include_str!("../../storefront/identity.js")),
+    (
+        "identity.js",
+        JS,
+        include_str!("../../storefront/identity.js"),
+    ),
     ("sales.js", JS, include_str!("../../storefront/sales.js")),
     ("order.js", JS, include_str!("../../storefront/order.js")),
     ("words.js", JS, include_str!("../../storefront/words.js")),
@@ -160,7 +164,10 @@ mod tests {
         assert!(site.index.contains(r#"name="flashsale-dev" content="on""#));
         assert!(!site.index.contains("{{"));
         assert!(site.csp.contains("connect-src 'self' https://pay.example;"));
-        assert!(site.csp.contains("frame-ancestors 'self' https://shop.example"));
+        assert!(
+            site.csp
+                .contains("frame-ancestors 'self' https://shop.example")
+        );
         assert!(site.csp.contains("script-src 'self';"));
         let off = Storefront::new("https://pay.example", false, &[]);
         assert!(off.index.contains(r#"name="flashsale-dev" content="off""#));
@@ -173,7 +180,10 @@ mod tests {
         assert!(!INDEX.contains(" on") || !INDEX.contains("onclick"));
         for (name, _, body) in ASSETS {
             assert!(body.lines().count() < 400, "{name} is over 400 lines");
-            assert!(!body.contains("innerHTML"), "{name} writes HTML from strings");
+            assert!(
+                !body.contains("innerHTML"),
+                "{name} writes HTML from strings"
+            );
         }
     }
 }

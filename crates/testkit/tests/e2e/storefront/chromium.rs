@@ -3,7 +3,9 @@
 //! error of every page collected.
 
 use chromiumoxide::cdp::browser_protocol::log::{EventEntryAdded, LogEntryLevel, LogEntrySource};
-use chromiumoxide::cdp::js_protocol::runtime::{ConsoleApiCalledType, EventConsoleApiCalled, EventExceptionThrown};
+use chromiumoxide::cdp::js_protocol::runtime::{
+    ConsoleApiCalledType, EventConsoleApiCalled, EventExceptionThrown,
+};
 use chromiumoxide::{Browser, BrowserConfig, Page};
 use futures_util::StreamExt;
 use std::path::PathBuf;
@@ -19,7 +21,9 @@ pub struct Chromium {
 }
 
 fn executable() -> PathBuf {
-    let path = PathBuf::from(std::env::var("FLASHSALE_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
+    let path = PathBuf::from(
+        std::env::var("FLASHSALE_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
+    );
     assert!(
         path.exists(),
         "{} is missing: run scripts/ensure-browser.sh (apt-get install chromium)",
@@ -68,7 +72,11 @@ impl Chromium {
 
     /// A new tab at `url`, its errors collected.
     pub async fn open(&self, url: &str) -> Page {
-        let page = self.browser.new_page("about:blank").await.expect("new page");
+        let page = self
+            .browser
+            .new_page("about:blank")
+            .await
+            .expect("new page");
         self.watch(&page).await;
         page.goto(url).await.expect("navigate");
         page
@@ -79,8 +87,14 @@ impl Chromium {
     pub async fn watch(&self, page: &Page) {
         page.enable_log().await.expect("Log.enable");
         page.enable_runtime().await.expect("Runtime.enable");
-        let mut console = page.event_listener::<EventConsoleApiCalled>().await.expect("console");
-        let mut thrown = page.event_listener::<EventExceptionThrown>().await.expect("exceptions");
+        let mut console = page
+            .event_listener::<EventConsoleApiCalled>()
+            .await
+            .expect("console");
+        let mut thrown = page
+            .event_listener::<EventExceptionThrown>()
+            .await
+            .expect("exceptions");
         let mut log = page.event_listener::<EventEntryAdded>().await.expect("log");
         let errors = self.errors.clone();
         tokio::spawn(async move {
@@ -115,7 +129,12 @@ impl Chromium {
 /// The text of the first element matching `selector`, or `None` while there is none.
 pub async fn text(page: &Page, selector: &str) -> Option<String> {
     let js = format!("document.querySelector({selector:?})?.textContent ?? null");
-    page.evaluate(js).await.ok()?.into_value::<Option<String>>().ok().flatten()
+    page.evaluate(js)
+        .await
+        .ok()?
+        .into_value::<Option<String>>()
+        .ok()
+        .flatten()
 }
 
 /// A JavaScript expression's value as a string (`String(...)`), `None` when it throws.
