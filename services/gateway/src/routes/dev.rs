@@ -21,7 +21,11 @@ pub struct Minter(pub flashsale_platform::settings::AuthSettings);
 #[schema(example = json!({"user_id": "alice"}))]
 pub struct TokenRequest {
     /// 1..64 characters, no control characters.
-    #[schema(min_length = 1, max_length = 64, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$")]
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$"
+    )]
     user_id: String,
 }
 
