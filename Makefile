@@ -10,6 +10,7 @@ run: services build
 
 ## test: everything CI runs (format, lints, unit and end-to-end tests against the real services)
 test: services
+	@scripts/ensure-browser.sh
 	$(CARGO) fmt --all -- --check
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -9,6 +9,8 @@ BIN=target/debug
 # Development mode: the services accept the development secrets of config/default.toml, which they refuse
 # otherwise. Never in production; FLASHSALE__DEV=0 with real secrets runs this script without it.
 export FLASHSALE__DEV=${FLASHSALE__DEV:-1}
+# The storefront at / posts checkout to the payment service, another origin: allow the gateway's.
+export FLASHSALE__PAYMENT__CORS_ALLOWED_ORIGINS=${FLASHSALE__PAYMENT__CORS_ALLOWED_ORIGINS:-http://127.0.0.1:8080,http://localhost:8080}
 GATEWAY=http://127.0.0.1:8080
 ADMIN_TOKEN=${FLASHSALE__AUTH__ADMIN_TOKEN:-dev-only-admin-token-change-me}
 mkdir -p .run
@@ -38,6 +40,7 @@ token=$("$BIN/flashsale-mint-token" demo-buyer 86400)
 cat <<MSG
 
 flashsale is running.
+  storefront    $GATEWAY/       (open it in a browser; sign in with any name in development mode)
   gateway       $GATEWAY        (/healthz /readyz /metrics)
   payment       $PAYMENT        (checkout, webhook, simulated provider; /healthz /readyz /metrics)
   order-writer  http://127.0.0.1:8082  (/healthz /readyz /metrics)

@@ -9,11 +9,34 @@ use actix_web::HttpRequest;
 use flashsale_domain::UserId;
 use flashsale_platform::settings::AuthSettings;
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
+
+/// A buyer JWT for `user`, valid for `ttl_secs`, signed with `auth.jwt_secret` (with `aud` when
+/// `auth.jwt_audience` is set, since [`Auth`] then requires it). For development only: `flashsale-mint-token`
+/// and the gateway's development sign-in; whoever holds the secret can be anyone.
+pub fn mint_buyer_token(
+    settings: &AuthSettings,
+    user: &UserId,
+    ttl_secs: u64,
+) -> Result<String, jsonwebtoken::errors::Error> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut claims =
+        serde_json::json!({ "sub": user.as_str(), "exp": now.saturating_add(ttl_secs) });
+    if !settings.jwt_audience.is_empty() {
+        claims["aud"] = serde_json::json!(settings.jwt_audience);
+    }
+    encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(settings.jwt_secret.expose_secret().as_bytes()),
+    )
+}
 
 /// Why a caller is refused: the message of the 401 UNAUTHORIZED answer.
 #[derive(Debug, Clone, PartialEq, Eq)]

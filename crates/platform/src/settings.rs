@@ -116,6 +116,7 @@ pub struct GatewaySettings {
     /// CIDR networks (or single addresses) of reverse proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<String>,
     /// Origins (`https://shop.example`) allowed to call the API from a browser; empty = no CORS headers.
+    #[serde(deserialize_with = "origin_list")]
     pub cors_allowed_origins: Vec<String>,
     /// `Strict-Transport-Security: max-age=<this>` on every answer; 0 = not sent.
     pub hsts_max_age_secs: u64,
@@ -127,6 +128,16 @@ pub struct GatewaySettings {
     /// After SIGTERM, how long `/readyz` answers 503 while the API is still served, before the drain (ms).
     pub shutdown_delay_ms: u64,
     pub shutdown_grace_ms: u64,
+    pub storefront: StorefrontSettings,
+}
+
+/// `[gateway.storefront]`: the shop page the gateway serves at `/`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorefrontSettings {
+    /// Origin of the payment service as the buyer's browser reaches it (`http://127.0.0.1:8081`): the page
+    /// posts checkout there, so it is also allowed in the page's Content-Security-Policy.
+    pub payment_url: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -150,11 +161,28 @@ pub struct OrderWriterSettings {
     pub dead_letter_poll_ms: u64,
 }
 
-/// `FLASHSALE__SECTION__KEY`, every value a string (no `try_parsing`: see the module docs).
+/// `FLASHSALE__SECTION__KEY`, every value a string (no `try_parsing`: see the module docs). Lists of origins
+/// read such a string as comma-separated ([`origin_list`]).
 fn environment() -> Environment {
     Environment::with_prefix("FLASHSALE")
         .prefix_separator("__")
         .separator("__")
+}
+
+/// A list of origins: a list in a file, or one string from an environment variable, split at commas (an origin
+/// never holds one). config's own list parsing needs `try_parsing`, which the module docs rule out.
+pub(crate) fn origin_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Given {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match Given::deserialize(d)? {
+        Given::List(list) => list,
+        Given::Text(text) if text.trim().is_empty() => Vec::new(),
+        Given::Text(text) => text.split(',').map(|s| s.trim().to_owned()).collect(),
+    })
 }
 
 impl Settings {
@@ -334,6 +362,58 @@ mod tests {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         Settings::layered(None, environment().source(Some(map)))
+    }
+
+    #[test]
+    fn origin_lists_come_comma_separated_from_the_environment_and_bad_origins_name_the_setting() {
+        let s = from_env(&[
+            (
+                "FLASHSALE__PAYMENT__CORS_ALLOWED_ORIGINS",
+                "http://127.0.0.1:8080,http://localhost:8080",
+            ),
+            (
+                "FLASHSALE__GATEWAY__CORS_ALLOWED_ORIGINS",
+                "https://shop.example",
+            ),
+            (
+                "FLASHSALE__GATEWAY__STOREFRONT__PAYMENT_URL",
+                "https://pay.example",
+            ),
+        ])
+        .expect("valid");
+        assert_eq!(
+            s.payment.cors_allowed_origins,
+            ["http://127.0.0.1:8080", "http://localhost:8080"]
+        );
+        assert_eq!(s.gateway.cors_allowed_origins, ["https://shop.example"]);
+        assert_eq!(s.gateway.storefront.payment_url, "https://pay.example");
+        assert!(
+            Settings::defaults()
+                .expect("defaults")
+                .payment
+                .cors_allowed_origins
+                .is_empty()
+        );
+        for (var, value, setting) in [
+            (
+                "FLASHSALE__PAYMENT__CORS_ALLOWED_ORIGINS",
+                "http://127.0.0.1:8080/",
+                "payment.cors_allowed_origins",
+            ),
+            (
+                "FLASHSALE__GATEWAY__STOREFRONT__PAYMENT_URL",
+                "http://127.0.0.1:8081/api",
+                "gateway.storefront.payment_url",
+            ),
+            (
+                "FLASHSALE__GATEWAY__STOREFRONT__PAYMENT_URL",
+                "",
+                "gateway.storefront.payment_url",
+            ),
+        ] {
+            let err = from_env(&[(var, value)]).expect_err(value);
+            assert!(format!("{err:#}").contains(setting), "{value}: {err:#}");
+        }
     }
 
     #[test]

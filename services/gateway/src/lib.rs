@@ -264,8 +264,18 @@ fn http_server(
     ));
     let json = body::json_config(settings.gateway.max_body_bytes);
     let doc = web::Data::new(flashsale_platform::openapi::Document::new(
-        &openapi::document(),
+        &openapi::document(settings.dev),
     ));
+    let site = routes::Site {
+        storefront: web::Data::new(routes::storefront::Storefront::new(
+            &settings.gateway.storefront.payment_url,
+            settings.dev,
+            &settings.gateway.cors_allowed_origins,
+        )),
+        dev: settings
+            .dev
+            .then(|| web::Data::new(routes::dev::Minter(settings.auth.clone()))),
+    };
     let data = web::Data::new(state);
     let edge = settings.gateway.clone();
     let mut server = HttpServer::new(move || {
@@ -276,7 +286,7 @@ fn http_server(
             .app_data(rate.clone())
             .app_data(json.clone())
             .configure(|cfg| {
-                routes::configure(cfg, doc.clone());
+                routes::configure(cfg, doc.clone(), &site);
             })
             .default_service(web::to(routes::not_found))
             .wrap(actix_web::middleware::from_fn(admission::admit))

@@ -1,7 +1,7 @@
 //! The gateway's OpenAPI 3.1 document, generated from the handlers' `#[utoipa::path]` annotations and served
 //! at `GET /api/openapi.json` (built once at start-up).
 
-use crate::routes::{admin, ops, orders, reservations, sales};
+use crate::routes::{admin, dev, ops, orders, reservations, sales, storefront};
 use flashsale_api_error::openapi::{
     ADMIN_TOKEN, BUYER_JWT, NotFoundError, SecuritySchemes, UnavailableError,
 };
@@ -29,6 +29,8 @@ use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
         ops::readyz,
         ops::metrics,
         flashsale_platform::openapi::document,
+        storefront::page,
+        storefront::file,
     ),
     components(schemas(NotFoundError, UnavailableError, OrderId, SaleId)),
     modifiers(&SECURITY, &Admission, &OptionalBodies),
@@ -38,15 +40,26 @@ use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
         (name = "orders", description = "A buyer's own orders."),
         (name = "admin", description = "Creating sales (admin token)."),
         (name = "ops", description = "Liveness, readiness, metrics and this document."),
+        (name = "storefront", description = "The shop page served at `/` (docs/frontend.md)."),
+        (name = "dev", description = "Development mode only (`FLASHSALE__DEV=1`): absent in production."),
     ),
 )]
 struct GatewayApi;
 
+#[derive(OpenApi)]
+#[openapi(paths(dev::token))]
+struct DevApi;
+
 const SECURITY: SecuritySchemes = SecuritySchemes(&[BUYER_JWT, ADMIN_TOKEN]);
 
-/// The document, as served.
-pub fn document() -> Document {
-    GatewayApi::openapi()
+/// The document, as served: with the development sign-in when development mode (`dev`) is on, as the route
+/// is only registered then.
+pub fn document(dev: bool) -> Document {
+    let mut doc = GatewayApi::openapi();
+    if dev {
+        doc.merge(DevApi::openapi());
+    }
+    doc
 }
 
 /// Every `/api/` request passes admission first (`gateway.max_in_flight`, `gateway.max_requests_per_sec`),

@@ -8,6 +8,7 @@
 pub mod applier;
 pub mod apply;
 pub mod consumer;
+pub mod cors;
 pub mod error;
 pub mod event;
 pub mod follow_up;
@@ -124,6 +125,7 @@ impl App {
         let http_metrics = web::Data::new(HttpMetrics::new(&state.registry));
         let simulator = settings.payment.simulator.enabled;
         let data = web::Data::new(state.clone());
+        let origins = settings.payment.cors_allowed_origins.clone();
         let doc = web::Data::new(flashsale_platform::openapi::Document::new(
             &openapi::document(simulator),
         ));
@@ -135,6 +137,8 @@ impl App {
                     routes::configure(cfg, simulator, doc.clone());
                 })
                 .default_service(web::to(routes::not_found))
+                .wrap(cors::cors(&origins))
+                .wrap(actix_web::middleware::from_fn(cors::refusals_as_json))
                 // nosniff and no-store like the gateway; HSTS is the gateway's setting (docs/protection.md).
                 .wrap(flashsale_platform::headers::security_headers(0))
                 .wrap(actix_web::middleware::from_fn(track_http))

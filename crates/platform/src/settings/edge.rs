@@ -27,20 +27,32 @@ impl GatewaySettings {
 
     pub(super) fn validate_edge(&self) -> anyhow::Result<()> {
         self.trusted_proxy_networks()?;
-        for origin in &self.cors_allowed_origins {
-            anyhow::ensure!(
-                is_origin(origin),
-                "gateway.cors_allowed_origins: {origin:?} is not an origin: write scheme://host[:port] exactly as \
-                 a browser sends it in the Origin header (http or https, no path, no trailing slash, no wildcard)"
-            );
-        }
+        check_origins("gateway.cors_allowed_origins", &self.cors_allowed_origins)?;
+        let payment = &self.storefront.payment_url;
+        anyhow::ensure!(
+            is_origin(payment),
+            "gateway.storefront.payment_url: {payment:?} is not an origin: write scheme://host[:port] as the \
+             buyer's browser reaches the payment service (http or https, no path, no trailing slash)"
+        );
         Ok(())
     }
 }
 
+/// Each entry of the list setting `name` must be an exact origin.
+pub(crate) fn check_origins(name: &str, origins: &[String]) -> anyhow::Result<()> {
+    for origin in origins {
+        anyhow::ensure!(
+            is_origin(origin),
+            "{name}: {origin:?} is not an origin: write scheme://host[:port] exactly as a browser sends it in the \
+             Origin header (http or https, no path, no trailing slash, no wildcard)"
+        );
+    }
+    Ok(())
+}
+
 /// A browser's `Origin` value: `http(s)://host[:port]` and nothing else. The Origin header is compared as a
 /// string, so anything else (a path, a trailing slash, upper case scheme) could never match.
-fn is_origin(text: &str) -> bool {
+pub fn is_origin(text: &str) -> bool {
     let Ok(uri) = text.parse::<Uri>() else {
         return false;
     };

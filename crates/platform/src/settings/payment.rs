@@ -22,6 +22,9 @@ pub struct PaymentSettings {
     /// After SIGTERM, how long `/readyz` answers 503 while HTTP is still served, before the drain (ms).
     pub shutdown_delay_ms: u64,
     pub shutdown_grace_ms: u64,
+    /// Origins whose pages may call checkout from a browser (the storefront's); empty = no CORS headers.
+    #[serde(deserialize_with = "super::origin_list")]
+    pub cors_allowed_origins: Vec<String>,
     pub simulator: SimulatorSettings,
 }
 
@@ -50,6 +53,6 @@ impl PaymentSettings {
             self.shutdown_grace_ms > 0,
             "payment.shutdown_grace_ms must be positive"
         );
-        Ok(())
+        super::edge::check_origins("payment.cors_allowed_origins", &self.cors_allowed_origins)
     }
 }

@@ -23,4 +23,5 @@ mod rejected;
 mod reservations;
 mod settlement;
 mod sold_out;
+mod storefront;
 mod timeouts;

@@ -9,41 +9,70 @@ use flashsale_platform::openapi::{Document, Endpoint, differences};
 use serde_json::Value;
 use std::collections::BTreeSet;
 
-fn served() -> (web::Data<Document>, Value) {
-    let doc = Document::new(&document());
+fn served_as(dev: bool) -> (web::Data<Document>, Value) {
+    let doc = Document::new(&document(dev));
     let json = serde_json::from_slice(doc.bytes()).expect("the document is JSON");
     (web::Data::new(doc), json)
 }
 
-fn registered(doc: &web::Data<Document>) -> BTreeSet<Endpoint> {
+/// Development mode's document: every route the gateway can register.
+fn served() -> (web::Data<Document>, Value) {
+    served_as(true)
+}
+
+fn site(dev: bool) -> routes::Site {
+    let auth = flashsale_platform::Settings::defaults()
+        .expect("defaults")
+        .auth;
+    routes::Site {
+        storefront: web::Data::new(routes::storefront::Storefront::new(
+            "http://127.0.0.1:8081",
+            dev,
+            &[],
+        )),
+        dev: dev.then(|| web::Data::new(routes::dev::Minter(auth))),
+    }
+}
+
+fn registered_as(doc: &web::Data<Document>, dev: bool) -> BTreeSet<Endpoint> {
     let mut table = BTreeSet::new();
+    let site = site(dev);
     // `configure` runs at once; the app itself is not needed.
-    let _app = App::new().configure(|cfg| table = routes::configure(cfg, doc.clone()));
+    let _app = App::new().configure(|cfg| table = routes::configure(cfg, doc.clone(), &site));
     table
 }
 
 #[test]
 fn every_registered_route_is_documented_and_every_documented_one_registered() {
-    let (doc, json) = served();
-    let table = registered(&doc);
-    assert!(table.len() >= 9, "{table:?}");
-    assert_eq!(differences(&table, &json), Vec::<String>::new());
+    for dev in [true, false] {
+        let (doc, json) = served_as(dev);
+        let table = registered_as(&doc, dev);
+        assert!(table.len() >= 11, "{table:?}");
+        assert_eq!(
+            differences(&table, &json),
+            Vec::<String>::new(),
+            "dev {dev}"
+        );
+        let dev_route = ("POST".to_owned(), "/api/v1/dev/token".to_owned());
+        assert_eq!(table.contains(&dev_route), dev, "dev {dev}");
+    }
 }
 
 /// The table is what the app routes: each documented operation reaches a handler, not the default service.
 #[actix_web::test]
 async fn every_documented_operation_reaches_a_handler() {
     let (doc, json) = served();
+    let site = site(true);
     let app = actix_test::init_service(
         App::new()
             .configure(|cfg| {
-                routes::configure(cfg, doc.clone());
+                routes::configure(cfg, doc.clone(), &site);
             })
             .default_service(web::to(HttpResponse::ImATeapot)),
     )
     .await;
     for (method, path) in flashsale_platform::openapi::endpoints(&json) {
-        let uri = path.replace("{id}", "1");
+        let uri = path.replace("{id}", "1").replace("{file}", "app.js");
         let method = Method::from_bytes(method.as_bytes()).expect("method");
         let req = actix_test::TestRequest::default()
             .method(method.clone())

@@ -160,8 +160,8 @@ const PAGE: &str = r#"<!doctype html>
 <h1>Simulated payment provider</h1>
 <p>Payment <code>{payment_id}</code> for order <code>{order_id}</code></p>
 <p>Amount: <strong>{amount}</strong> &middot; status: {status} &middot; pay before {expires_at}</p>
-<button id="pay">Pay</button><button id="fail">Fail</button>
-<pre id="result"></pre>
+<button id="pay" data-test="psp-pay">Pay</button><button id="fail" data-test="psp-fail">Fail</button>
+<pre id="result" data-test="psp-result" aria-live="polite"></pre>
 <script>
 async function complete(outcome) {
   const res = await fetch("/psp/checkout/{payment_id}/complete", {

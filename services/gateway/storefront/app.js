@@ -1,0 +1,95 @@
+// The storefront's entry module: identity, the list of sales, Buy, the current order and the message line.
+
+import { pressKey, reserve } from "./api.js";
+import * as identity from "./identity.js";
+import * as order from "./order.js";
+import * as sales from "./sales.js";
+import { refusal } from "./words.js";
+
+const message = document.getElementById("message");
+let countdown = null;
+
+/** Shows a refusal (an API answer) in words, its code in data-code, and counts its Retry-After down. */
+function say(answer) {
+  clearInterval(countdown);
+  const until = Date.now() + (answer.retryAfter ?? 0) * 1000;
+  const write = () => {
+    const left = Math.max(0, Math.ceil((until - Date.now()) / 1000));
+    message.textContent = refusal(answer.code, left);
+    if (left === 0) clearInterval(countdown);
+  };
+  message.dataset.code = answer.code;
+  message.className = "";
+  message.hidden = false;
+  write();
+  if (answer.retryAfter > 0) countdown = setInterval(write, 250);
+}
+
+function tell(text) {
+  clearInterval(countdown);
+  message.textContent = text;
+  message.dataset.code = "";
+  message.className = "ok";
+  message.hidden = false;
+}
+
+async function buy(card) {
+  const who = identity.current();
+  if (!who) {
+    say({ code: "UNAUTHORIZED" });
+    return;
+  }
+  // Disabled before anything else: the second click of a double click lands on a disabled button.
+  card.busy = true;
+  sales.repaint(card);
+  const answer = await reserve(card.sale.id, who.token, pressKey());
+  if (answer.ok) {
+    tell(`Reserved: ${card.sale.product_name}. Pay before the time runs out.`);
+    order.show(answer.data.order_id);
+  } else {
+    say(answer);
+    if (answer.code === "LIMIT_EXCEEDED" && answer.orderId) order.show(answer.orderId);
+  }
+  // After a 429 or 503, Buy stays off until Retry-After has passed.
+  setTimeout(() => {
+    card.busy = false;
+    sales.repaint(card);
+  }, (answer.retryAfter ?? 0) * 1000);
+}
+
+function showIdentity(who) {
+  document.getElementById("who").textContent = who ? `Signed in as ${who.user}` : "Not signed in";
+  document.getElementById("sign-in").hidden = !identity.devMode || Boolean(who);
+  sales.setSignedIn(Boolean(who));
+}
+
+function startSignIn() {
+  const form = document.getElementById("sign-in-form");
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const name = document.getElementById("sign-in-name").value.trim();
+    const answer = await identity.signIn(name);
+    if (!answer.ok) say(answer);
+    else tell(`Welcome, ${name}.`);
+  });
+}
+
+async function main() {
+  identity.start();
+  let last = identity.current()?.user;
+  identity.onChange((who) => {
+    if (who?.user !== last) order.reset();
+    last = who?.user;
+    showIdentity(who);
+  });
+  sales.start(buy);
+  order.start(() => identity.current()?.token, say);
+  startSignIn();
+  showIdentity(identity.current());
+  const first = await sales.load();
+  if (!first.ok) say(first);
+  // New sales appear without a reload.
+  setInterval(sales.load, 15000);
+}
+
+main();

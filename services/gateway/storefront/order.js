@@ -1,0 +1,109 @@
+// The buyer's current order: its status until it is final (paid, expired, refund_required, rejected), the
+// time left to pay, the shipping priority once paid, and Pay, which opens the payment provider's checkout.
+// The order id is kept for the tab, so a reload (or the way back from the provider) shows it again.
+
+import { checkout, getOrder } from "./api.js";
+import { duration, orderStatus } from "./words.js";
+
+const KEY = "flashsale.order";
+const POLL_MS = 1000;
+const FINAL = new Set(["paid", "expired", "refund_required", "rejected"]);
+let order = null; // the last answer of GET /api/v1/orders/{id}
+let orderId = null;
+let timer = null;
+let tokenOf = () => null;
+let say = () => {};
+
+const $ = (id) => document.getElementById(id);
+const hook = (name) => document.querySelector(`[data-test="${name}"]`);
+
+function paint() {
+  $("order").hidden = !orderId;
+  if (!orderId) return;
+  const status = order?.status ?? "pending_payment";
+  hook("order-status").textContent = status;
+  $("order-words").textContent = orderStatus(status);
+  const pending = status === "pending_payment";
+  const left = order ? Date.parse(order.expires_at) - Date.now() : 0;
+  $("order-left").textContent = pending && order ? duration(left) : "–";
+  $("order-left").hidden = $("order-left-label").hidden = !pending;
+  $("order-amount").textContent = order?.amount ?? "";
+  hook("shipping-priority").textContent = order?.shipping_priority == null ? "–" : `#${order.shipping_priority}`;
+  hook("pay").hidden = !pending;
+  hook("pay").disabled = !pending || left <= 0;
+}
+
+async function refresh() {
+  const token = tokenOf();
+  if (!orderId || !token) return;
+  const answer = await getOrder(orderId, token);
+  if (answer.ok) {
+    order = answer.data;
+    if (FINAL.has(order.status)) stop();
+  } else if (answer.code === "ORDER_NOT_FOUND") {
+    forget();
+  }
+  paint();
+}
+
+function stop() {
+  clearInterval(timer);
+  timer = null;
+}
+
+function forget() {
+  stop();
+  orderId = order = null;
+  sessionStorage.removeItem(KEY);
+}
+
+/** Shows and follows `id` until its status is final. */
+export function show(id) {
+  if (id !== orderId) order = null;
+  orderId = id;
+  sessionStorage.setItem(KEY, id);
+  paint();
+  refresh();
+  if (!timer) timer = setInterval(() => (FINAL.has(order?.status) ? paint() : refresh()), POLL_MS);
+}
+
+/** Whether the buyer holds an order that still waits for payment. */
+export function pending() {
+  return Boolean(orderId) && (order?.status ?? "pending_payment") === "pending_payment";
+}
+
+async function pay() {
+  const button = hook("pay");
+  button.disabled = true;
+  // Opened now, while the click still counts as the buyer's gesture, so no pop-up blocker stops it.
+  const tab = window.open("", "_blank");
+  const answer = await checkout(orderId, tokenOf());
+  if (answer.ok) {
+    if (tab) {
+      tab.opener = null;
+      tab.location.href = answer.data.checkout_url;
+    } else {
+      location.assign(answer.data.checkout_url);
+    }
+  } else {
+    tab?.close();
+    say(answer);
+    refresh();
+  }
+  paint();
+}
+
+/** `token()` gives the buyer's token; `message(answer)` shows a refusal. */
+export function start(token, message) {
+  tokenOf = token;
+  say = message;
+  hook("pay").addEventListener("click", pay);
+  const kept = sessionStorage.getItem(KEY);
+  if (kept) show(kept);
+}
+
+/** The buyer changed: the kept order is someone else's. */
+export function reset() {
+  forget();
+  paint();
+}

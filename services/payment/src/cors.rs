@@ -1,0 +1,52 @@
+//! CORS for the origins in `payment.cors_allowed_origins` (off when empty: no CORS header at all), so the
+//! storefront, served by the gateway on another origin, can post checkout from the buyer's browser. The same
+//! rules as the gateway's edge: preflights answered by the middleware, refusals as the JSON error body.
+
+use crate::error::ApiError;
+use actix_cors::{Cors, CorsError};
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
+use actix_web::http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, VARY};
+use actix_web::middleware::{Condition, Next};
+
+/// How long a browser may keep a preflight's answer (seconds).
+const PREFLIGHT_MAX_AGE: usize = 600;
+
+/// The CORS middleware; a pass-through when no origin is configured. Origins were validated at start
+/// (`PaymentSettings::validate`), which `Cors::allowed_origin` needs (it panics on a bad one).
+pub fn cors(origins: &[String]) -> Condition<Cors> {
+    let mut cors = Cors::default()
+        .allowed_methods([Method::GET, Method::POST])
+        .allowed_headers([AUTHORIZATION, CONTENT_TYPE])
+        // A 503 is useless to a page that cannot read when to retry.
+        .expose_headers([RETRY_AFTER])
+        .max_age(PREFLIGHT_MAX_AGE);
+    for origin in origins {
+        cors = cors.allowed_origin(origin);
+    }
+    Condition::new(!origins.is_empty(), cors)
+}
+
+/// actix-cors refuses a preflight with a plain-text 400; this makes it 400 INVALID_REQUEST as JSON. Wrap it
+/// directly outside `cors`.
+pub async fn refusals_as_json(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let res = next.call(req).await?;
+    let Some(refusal) = res
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<CorsError>())
+    else {
+        return Ok(res.map_into_boxed_body());
+    };
+    let mut json =
+        actix_web::ResponseError::error_response(&ApiError::invalid(refusal.to_string()));
+    if let Some(vary) = res.headers().get(VARY) {
+        json.headers_mut().insert(VARY, vary.clone());
+    }
+    let (req, _) = res.into_parts();
+    Ok(ServiceResponse::new(req, json))
+}
