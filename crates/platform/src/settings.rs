@@ -14,10 +14,12 @@ mod breaker;
 mod edge;
 mod expiry;
 mod payment;
+mod sse;
 
 pub use breaker::BreakerSettings;
 pub use expiry::ExpirySettings;
 pub use payment::{PaymentSettings, SimulatorSettings};
+pub use sse::SseSettings;
 
 pub const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");
 
@@ -33,6 +35,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub gateway: GatewaySettings,
     pub breaker: BreakerSettings,
+    pub sse: SseSettings,
     pub outbox: OutboxSettings,
     pub order_writer: OrderWriterSettings,
     pub payment: PaymentSettings,
@@ -252,6 +255,7 @@ impl Settings {
             "postgres.statement_timeout_ms must be 0 (none) or at least 100"
         );
         self.breaker.validate()?;
+        self.sse.validate()?;
         self.payment.validate()?;
         self.expiry.validate()?;
         Ok(())
@@ -294,6 +298,12 @@ mod tests {
                 "0",
                 "breaker.half_open_probes",
             ),
+            ("FLASHSALE__SSE__COALESCE_MS", "0", "sse.coalesce_ms"),
+            ("FLASHSALE__SSE__COALESCE_MS", "1001", "sse.coalesce_ms"),
+            ("FLASHSALE__SSE__RECHECK_MS", "50", "sse.recheck_ms"),
+            ("FLASHSALE__SSE__HEARTBEAT_MS", "1", "sse.heartbeat_ms"),
+            ("FLASHSALE__SSE__CLIENT_BUFFER", "0", "sse.client_buffer"),
+            ("FLASHSALE__SSE__MAX_STREAMS", "0", "sse.max_streams"),
             (
                 "FLASHSALE__GATEWAY__MAX_REQUESTS_PER_SEC",
                 "20000000",

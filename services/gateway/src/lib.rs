@@ -1,10 +1,12 @@
 //! gateway: the public HTTP edge. Admin sale creation, sale status, the reservation hot path, orders, and the
-//! background work that keeps promises: the outbox relay, confirmed-entry removal and the Redis warmer.
+//! background work that keeps promises: the outbox relay, confirmed-entry removal and the Redis warmer; the live
+//! stock feed (Server-Sent Events) and the list of sales.
 //!
 //! Reads every section of the settings except `[order_writer]`. Serves on `gateway.listen` (8080).
 
 pub mod address_limit;
 pub mod admission;
+pub mod announcements;
 pub mod auth;
 pub mod body;
 pub mod breaker;
@@ -15,6 +17,7 @@ pub mod cors;
 pub mod error;
 #[cfg(test)]
 mod fuzz;
+pub mod live;
 pub mod metrics;
 pub mod outbox;
 pub mod rejected;
@@ -79,6 +82,13 @@ impl App {
         let g = &settings.gateway;
         let metrics = metrics::GatewayMetrics::new(&registry);
         let address_limit = Arc::new(address_limit::AddressLimit::new(g, metrics.shed.clone())?);
+        let stopping = CancellationToken::new();
+        let live = Arc::new(live::LiveFeed::new(
+            stock.clone(),
+            &settings.sse,
+            &registry,
+            stopping.clone(),
+        )?);
         let state = AppState {
             stock,
             publisher,
@@ -96,6 +106,7 @@ impl App {
                 buyer_per_sec: g.buyer_rate_per_sec,
                 buyer_burst: g.buyer_rate_burst,
                 idempotency_ttl_secs: g.idempotency_ttl_secs,
+                announce_every_ms: settings.sse.coalesce_ms,
             },
             breakers: Arc::new(breakers::Breakers::new(&settings.breaker, &metrics)),
             address_limit,
@@ -105,7 +116,8 @@ impl App {
             max_body_bytes: g.max_body_bytes,
             relay_age: Duration::from_millis(settings.outbox.relay_age_ms),
             relay_batch: settings.outbox.relay_batch,
-            stopping: CancellationToken::new(),
+            live,
+            stopping,
         };
         if let Err(error) = warm::warm_missing(&state).await {
             tracing::warn!(
@@ -162,7 +174,7 @@ impl App {
             Duration::from_millis(settings.gateway.warm_interval_ms),
             loops.clone(),
         ));
-        background.spawn(sold_out::follow_restocks(
+        background.spawn(announcements::follow(
             state.clone(),
             Duration::from_millis(settings.gateway.sold_out_check_ms),
             loops.clone(),

@@ -1,6 +1,8 @@
 //! HTTP routes, one file per resource. Handlers parse, call, map.
 
 pub mod admin;
+pub mod events;
+pub mod list;
 pub mod ops;
 pub mod orders;
 pub mod reservations;
@@ -20,7 +22,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route("/readyz", web::get().to(ops::readyz))
     .route("/metrics", web::get().to(ops::metrics))
     .route("/api/v1/admin/sales", web::post().to(admin::create_sale))
+    .route("/api/v1/sales", web::get().to(list::list_sales))
     .route("/api/v1/sales/{id}", web::get().to(sales::get_sale))
+    .route("/api/v1/sales/{id}/events", web::get().to(events::events))
     .route("/api/v1/orders/{id}", web::get().to(orders::get_order))
     .route("/api/v1/me/orders", web::get().to(orders::my_orders));
 }
