@@ -305,6 +305,11 @@ mod tests {
             ("FLASHSALE__SSE__CLIENT_BUFFER", "0", "sse.client_buffer"),
             ("FLASHSALE__SSE__MAX_STREAMS", "0", "sse.max_streams"),
             (
+                "FLASHSALE__SSE__SEND_BUFFER_BYTES",
+                "100",
+                "sse.send_buffer_bytes",
+            ),
+            (
                 "FLASHSALE__GATEWAY__MAX_REQUESTS_PER_SEC",
                 "20000000",
                 "gateway.max_requests_per_sec",

@@ -99,9 +99,8 @@ impl Stock {
                     [hash, stock] => (hash, stock),
                     _ => return Err(StockError::Reply("counters: odd reply".into())),
                 };
-                let (version, sold): (Option<i64>, Option<i64>) =
-                    redis::from_redis_value_ref(hash)
-                        .map_err(|e| StockError::Reply(format!("counters: {e}")))?;
+                let (version, sold): (Option<i64>, Option<i64>) = redis::from_redis_value_ref(hash)
+                    .map_err(|e| StockError::Reply(format!("counters: {e}")))?;
                 let remaining: Option<i64> = redis::from_redis_value_ref(stock)
                     .map_err(|e| StockError::Reply(format!("counters: {e}")))?;
                 Ok(counters_from((version, sold, remaining)))

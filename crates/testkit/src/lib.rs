@@ -11,6 +11,7 @@ pub mod process;
 pub mod proxy;
 pub mod redis_server;
 pub mod services;
+pub mod sse;
 mod teardown;
 pub mod wait;
 
@@ -21,4 +22,5 @@ pub use process::{GatewayProcess, OrderWriterProcess, ServiceProcess};
 pub use proxy::TcpProxy;
 pub use redis_server::LocalRedis;
 pub use services::{GatewayClient, GatewayHandle, OrderWriterHandle, Reply};
+pub use sse::{SseItem, SseStream};
 pub use wait::eventually;

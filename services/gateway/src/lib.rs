@@ -250,6 +250,24 @@ async fn clear_rejected(
         .await;
 }
 
+/// Bounds each accepted connection's kernel send buffer (`sse.send_buffer_bytes`): a live-stock client that stops
+/// reading then backs up into its broadcast place within a few hundred events and is dropped, instead of pinning
+/// megabytes of kernel memory.
+fn socket_options(
+    send_buffer: usize,
+) -> impl Fn(&dyn std::any::Any, &mut actix_web::dev::Extensions) + Send + Sync + 'static {
+    move |conn, _| {
+        if send_buffer == 0 {
+            return;
+        }
+        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>()
+            && let Err(error) = socket2::SockRef::from(tcp).set_send_buffer_size(send_buffer)
+        {
+            tracing::debug!(%error, "cannot set SO_SNDBUF");
+        }
+    }
+}
+
 fn http_server(
     state: AppState,
     settings: &Settings,
@@ -283,6 +301,7 @@ fn http_server(
             .wrap(security_headers(edge.hsts_max_age_secs))
             .wrap(actix_web::middleware::from_fn(track_http))
     })
+    .on_connect(socket_options(settings.sse.send_buffer_bytes))
     .disable_signals()
     .shutdown_timeout(settings.gateway.shutdown_grace_ms.div_ceil(1000))
     .backlog(4096)

@@ -15,6 +15,8 @@ pub struct SseSettings {
     pub client_buffer: usize,
     /// Streams one gateway serves at once; past it, 503 with Retry-After.
     pub max_streams: usize,
+    /// SO_SNDBUF of every connection the gateway accepts (bytes); 0 = the kernel's autotuning.
+    pub send_buffer_bytes: usize,
 }
 
 impl SseSettings {
@@ -38,6 +40,10 @@ impl SseSettings {
         anyhow::ensure!(
             (1..=1_000_000).contains(&self.max_streams),
             "sse.max_streams must be 1..=1000000"
+        );
+        anyhow::ensure!(
+            self.send_buffer_bytes == 0 || (4096..=16 << 20).contains(&self.send_buffer_bytes),
+            "sse.send_buffer_bytes must be 0 (the kernel decides) or 4096..=16777216"
         );
         Ok(())
     }

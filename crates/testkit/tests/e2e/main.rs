@@ -22,4 +22,6 @@ mod rejected;
 mod reservations;
 mod settlement;
 mod sold_out;
+mod sse;
+mod sse_list;
 mod timeouts;

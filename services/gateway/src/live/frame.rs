@@ -132,10 +132,28 @@ mod tests {
             version: 10,
             phase: 1,
         };
-        assert!(Mark { version: 11, phase: 1 }.newer_than(Some(seen)));
-        assert!(Mark { version: 10, phase: 2 }.newer_than(Some(seen)));
+        assert!(
+            Mark {
+                version: 11,
+                phase: 1
+            }
+            .newer_than(Some(seen))
+        );
+        assert!(
+            Mark {
+                version: 10,
+                phase: 2
+            }
+            .newer_than(Some(seen))
+        );
         assert!(!seen.newer_than(Some(seen)));
-        assert!(!Mark { version: 9, phase: 1 }.newer_than(Some(seen)));
+        assert!(
+            !Mark {
+                version: 9,
+                phase: 1
+            }
+            .newer_than(Some(seen))
+        );
         assert!(seen.newer_than(None));
     }
 }

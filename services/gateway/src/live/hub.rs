@@ -12,8 +12,8 @@ use arc_swap::ArcSwapOption;
 use chrono::Utc;
 use flashsale_domain::Sale;
 use flashsale_stock::Counters;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio::sync::{Notify, broadcast};
 
 pub struct Hub {
@@ -103,7 +103,9 @@ pub async fn run(feed: Arc<LiveFeed>, hub: Arc<Hub>) {
                 Ok(Some(counters)) => hub.offer(counters),
                 // Redis lost the sale: keep the last state until the warmer restores it.
                 Ok(None) => {}
-                Err(error) => tracing::debug!(%error, sale = %hub.sale.id, "cannot read a sale's counters"),
+                Err(error) => {
+                    tracing::debug!(%error, sale = %hub.sale.id, "cannot read a sale's counters")
+                }
             }
             tokio::select! {
                 () = feed.stop.cancelled() => return,

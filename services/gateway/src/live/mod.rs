@@ -28,7 +28,7 @@ pub struct LiveFeed {
     coalesce: Duration,
     recheck: Duration,
     pub heartbeat: Duration,
-    client_buffer: usize,
+    pub client_buffer: usize,
     max_streams: usize,
     open: AtomicUsize,
     /// `flashsale_sse_streams`: streams open now.

@@ -1,8 +1,11 @@
 //! One client's stream: the first event (unless its `Last-Event-ID` already names that state), then every newer
 //! event of the sale, a `: ping` comment when idle for `sse.heartbeat_ms`, and the end when it falls behind.
 //!
-//! The client's buffer is its place in the sale's broadcast channel, which holds `sse.client_buffer` events: a
-//! client that reads too slowly is overtaken (`Lagged`), and its stream ends instead of growing memory. It
+//! A forwarding task per client moves the sale's events (shared `Bytes`, never copied) into the client's own
+//! buffer of `sse.client_buffer` events. The HTTP server takes from that buffer only as fast as the client's
+//! socket drains, so a client that reads too slowly fills it: the task then stops forwarding and counts the
+//! drop, and the stream ends once the server writes again. Memory stays bounded (the buffer, the socket's
+//! `sse.send_buffer_bytes` and the server's 32 KiB write buffer) whatever the client does. A dropped client
 //! reconnects with `Last-Event-ID` and gets the current counters, which is all a state feed owes it.
 
 use super::frame::{Frame, Mark};
@@ -12,6 +15,7 @@ use futures_util::Stream;
 use std::convert::Infallible;
 use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, mpsc};
 use tokio::time::{Interval, MissedTickBehavior};
 
 /// How long a browser's EventSource waits before it reconnects after the stream ended (ms).
@@ -19,9 +23,7 @@ const RETRY_MS: u64 = 1000;
 const PING: &[u8] = b": ping\n\n";
 
 struct Client {
-    rx: tokio::sync::broadcast::Receiver<Arc<Frame>>,
-    /// The newest state this client has: what it was sent, or named in `Last-Event-ID`.
-    seen: Option<Mark>,
+    events: mpsc::Receiver<Bytes>,
     first: Option<Bytes>,
     heartbeat: Interval,
     feed: Arc<LiveFeed>,
@@ -41,12 +43,13 @@ pub fn open(
         first.extend_from_slice(&latest.bytes);
         seen = Some(latest.mark);
     }
+    let (tx, events) = mpsc::channel(feed.client_buffer);
+    tokio::spawn(forward(Arc::clone(&feed), attached.rx, tx, seen));
     let start = tokio::time::Instant::now() + feed.heartbeat;
     let mut heartbeat = tokio::time::interval_at(start, feed.heartbeat);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let client = Client {
-        rx: attached.rx,
-        seen,
+        events,
         first: Some(Bytes::from(first)),
         heartbeat,
         feed,
@@ -58,32 +61,57 @@ pub fn open(
     })
 }
 
+/// Moves the sale's newer events into the client's buffer until the client goes, falls behind or shutdown.
+async fn forward(
+    feed: Arc<LiveFeed>,
+    mut sale: broadcast::Receiver<Arc<Frame>>,
+    client: mpsc::Sender<Bytes>,
+    mut seen: Option<Mark>,
+) {
+    loop {
+        let frame = tokio::select! {
+            biased;
+            () = feed.stop.cancelled() => return,
+            () = client.closed() => return,
+            got = sale.recv() => match got {
+                Ok(frame) => frame,
+                Err(RecvError::Lagged(_)) => {
+                    feed.dropped.inc();
+                    return;
+                }
+                Err(RecvError::Closed) => return,
+            },
+        };
+        // Already had it (it raced the first event).
+        if !frame.mark.newer_than(seen) {
+            continue;
+        }
+        seen = Some(frame.mark);
+        match client.try_send(frame.bytes.clone()) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                feed.dropped.inc();
+                return;
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        }
+    }
+}
+
 impl Client {
     /// The next chunk to write; `None` ends the stream.
     async fn next(&mut self) -> Option<Bytes> {
         if let Some(first) = self.first.take() {
             return Some(first);
         }
-        loop {
-            tokio::select! {
-                biased;
-                () = self.feed.stop.cancelled() => return None,
-                got = self.rx.recv() => match got {
-                    Ok(frame) if frame.mark.newer_than(self.seen) => {
-                        self.seen = Some(frame.mark);
-                        self.heartbeat.reset();
-                        return Some(frame.bytes.clone());
-                    }
-                    // Already had it (it raced the first event).
-                    Ok(_) => {}
-                    Err(RecvError::Lagged(_)) => {
-                        self.feed.dropped.inc();
-                        return None;
-                    }
-                    Err(RecvError::Closed) => return None,
-                },
-                _ = self.heartbeat.tick() => return Some(Bytes::from_static(PING)),
+        tokio::select! {
+            biased;
+            () = self.feed.stop.cancelled() => None,
+            event = self.events.recv() => {
+                self.heartbeat.reset();
+                event
             }
+            _ = self.heartbeat.tick() => Some(Bytes::from_static(PING)),
         }
     }
 }

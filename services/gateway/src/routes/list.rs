@@ -95,10 +95,10 @@ pub async fn list_sales(
         .zip(counters)
         .map(|(entry, counters)| {
             // Not in Redis yet (the warmer has not reached it): what PostgreSQL recorded.
-            let (remaining, sold) = counters.map_or(
-                (entry.sale.total_stock - entry.held, 0),
-                |c| (c.remaining, c.sold),
-            );
+            let (remaining, sold) = counters
+                .map_or((entry.sale.total_stock - entry.held, 0), |c| {
+                    (c.remaining, c.sold)
+                });
             SaleView::of(
                 &SaleSnapshot {
                     sale: entry.sale.clone(),
