@@ -48,6 +48,8 @@ pub struct Measured {
     pub latency_by_outcome: BTreeMap<String, Histogram<u64>>,
     /// When the last 2xx answer arrived.
     pub last_success: Option<Instant>,
+    /// When the first answer of each outcome arrived (the first `409 SOLD_OUT` tells when a sale sold out).
+    pub first_by_outcome: BTreeMap<String, Instant>,
     /// When the first request was due.
     pub started: Instant,
     /// CPU time the client itself spent on the run (Linux; the runtime is single-threaded, so this is the
@@ -77,6 +79,7 @@ struct Recorder {
     outcomes: BTreeMap<String, u64>,
     by_outcome: BTreeMap<String, Histogram<u64>>,
     last_success: Option<Instant>,
+    first_by_outcome: BTreeMap<String, Instant>,
 }
 
 impl Recorder {
@@ -87,6 +90,7 @@ impl Recorder {
             outcomes: BTreeMap::new(),
             by_outcome: BTreeMap::new(),
             last_success: None,
+            first_by_outcome: BTreeMap::new(),
         }
     }
 
@@ -103,6 +107,10 @@ impl Recorder {
         }
         if outcome.success {
             self.last_success = Some(Instant::now());
+        }
+        if !self.first_by_outcome.contains_key(&outcome.label) {
+            self.first_by_outcome
+                .insert(outcome.label.clone(), Instant::now());
         }
         *self.outcomes.entry(outcome.label).or_default() += 1;
     }
@@ -221,6 +229,7 @@ pub async fn run(
         outcomes: recorder.outcomes,
         latency_by_outcome: recorder.by_outcome,
         last_success: recorder.last_success,
+        first_by_outcome: recorder.first_by_outcome.clone(),
         started,
         client_cpu,
     }
