@@ -2,12 +2,12 @@
 # `make bench`: the four services (release build), fresh, on prefixes and a database of their own, then
 # ceiling, flood and shed (BENCH_ROUNDS interleaved rounds, default 3), burst and race (5 interleaved rounds),
 # each scenario's median run reported, then sustain (closed loop, then open loop at half its rate),
-# writer (3 runs, the median reported), expiry, pay, redis-benchmark on an EVALSHA of the reservation script, and
-# one table.
+# writer (3 runs, the median reported), expiry, pay, sse (10,000 live stock
+# streams during a race), redis-benchmark on an EVALSHA of the reservation script, and one table.
 # Reports land in .run/bench/<scenario>.json; service logs in .run/bench/<service>.log.
 # Knobs (environment): BENCH_DURATION (s, default 10), BENCH_CONCURRENCY (default 500),
 # BENCH_WRITER_ORDERS (default 100000), BENCH_REDIS_REQUESTS (default 300000), BENCH_EXPIRY_ORDERS and
-# BENCH_PAY_ORDERS (default 10000 each), BENCH_ONLY (scenario names separated by spaces, e.g. "pay expiry":
+# BENCH_PAY_ORDERS (default 10000 each), BENCH_SSE_STREAMS (default 10000), BENCH_ONLY (scenario names separated by spaces, e.g. "pay expiry":
 # run only those and print their reports and CPU instead of the table; for working on one figure), BENCH_BIN
 # (where the release binaries are; default target/release).
 set -euo pipefail
@@ -22,6 +22,9 @@ WRITER_ORDERS=${BENCH_WRITER_ORDERS:-100000}
 REDIS_REQUESTS=${BENCH_REDIS_REQUESTS:-300000}
 EXPIRY_ORDERS=${BENCH_EXPIRY_ORDERS:-10000}
 PAY_ORDERS=${BENCH_PAY_ORDERS:-10000}
+SSE_STREAMS=${BENCH_SSE_STREAMS:-10000}
+# Every live stock stream is a connection, at both ends: the services and the load tool inherit the hard limit.
+ulimit -n "$(ulimit -Hn)"
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json "$OUT"/redis.txt
 
@@ -117,6 +120,7 @@ if [[ -n ${BENCH_ONLY:-} ]]; then
             writer) run writer writer -n "$WRITER_ORDERS" ;;
             race | burst) run "$name" "$name" -c "$CONCURRENCY" ;;
             shed) shed_flood ;;
+            sse) run sse sse -c "$CONCURRENCY" --streams "$SSE_STREAMS" --gateway-pid "${pids[0]}" ;;
             ceiling | flood | sustain) run "$name" "$name" -c "$CONCURRENCY" -d "$DURATION" ;;
             *) echo "bench: BENCH_ONLY names an unknown scenario: $name" >&2; exit 1 ;;
         esac
@@ -163,6 +167,8 @@ median writer 3
 # The end of an order's life: unpaid reservations released at their deadline, then orders paid by webhooks.
 run expiry expiry -c "$CONCURRENCY" -n "$EXPIRY_ORDERS"
 run pay pay --payment "$PAYMENT" -c "$CONCURRENCY" -n "$PAY_ORDERS"
+# The live stock feed: 10,000 streams on the gateway while a race sells the sale out.
+run sse sse -c "$CONCURRENCY" --streams "$SSE_STREAMS" --gateway-pid "${pids[0]}"
 
 echo "bench: redis-benchmark EVALSHA of the reservation script" >&2
 mapfile -t evalsha < <(lt evalsha-args)

@@ -104,6 +104,8 @@ error_bodies! {
     PaymentNotFoundError: [PaymentNotFound] "no such payment";
     /// 409: a reservation refused.
     ReservationRefusedError: [SoldOut, LimitExceeded, SaleNotStarted, SaleEnded] "the sale is sold out";
+    /// 409: the sale is over and its state is gone.
+    SaleEndedError: [SaleEnded] "the sale has ended";
     /// 409: the order is paid, expired, rejected or past its deadline.
     OrderNotPayableError: [OrderNotPayable] "the order is expired";
     /// 413: the body is over the limit.

@@ -15,10 +15,12 @@ mod edge;
 mod expiry;
 mod payment;
 mod shutdown;
+mod sse;
 
 pub use breaker::BreakerSettings;
 pub use expiry::ExpirySettings;
 pub use payment::{PaymentSettings, SimulatorSettings};
+pub use sse::SseSettings;
 
 pub const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");
 
@@ -34,6 +36,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub gateway: GatewaySettings,
     pub breaker: BreakerSettings,
+    pub sse: SseSettings,
     pub outbox: OutboxSettings,
     pub order_writer: OrderWriterSettings,
     pub payment: PaymentSettings,
@@ -286,6 +289,7 @@ impl Settings {
             "postgres.statement_timeout_ms must be 0 (none) or at least 100"
         );
         self.breaker.validate()?;
+        self.sse.validate()?;
         self.payment.validate()?;
         self.expiry.validate()?;
         Ok(())
@@ -327,6 +331,17 @@ mod tests {
                 "FLASHSALE__BREAKER__HALF_OPEN_PROBES",
                 "0",
                 "breaker.half_open_probes",
+            ),
+            ("FLASHSALE__SSE__COALESCE_MS", "0", "sse.coalesce_ms"),
+            ("FLASHSALE__SSE__COALESCE_MS", "1001", "sse.coalesce_ms"),
+            ("FLASHSALE__SSE__RECHECK_MS", "50", "sse.recheck_ms"),
+            ("FLASHSALE__SSE__HEARTBEAT_MS", "1", "sse.heartbeat_ms"),
+            ("FLASHSALE__SSE__CLIENT_BUFFER", "0", "sse.client_buffer"),
+            ("FLASHSALE__SSE__MAX_STREAMS", "0", "sse.max_streams"),
+            (
+                "FLASHSALE__SSE__SEND_BUFFER_BYTES",
+                "100",
+                "sse.send_buffer_bytes",
             ),
             (
                 "FLASHSALE__GATEWAY__MAX_REQUESTS_PER_SEC",

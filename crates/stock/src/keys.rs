@@ -31,6 +31,13 @@ impl Keys {
         format!("{}restock", self.prefix)
     }
 
+    /// Pub/Sub channel on which the scripts that change a sale's counters without returning units (reserve, pay)
+    /// announce its id, so that gateways with live-feed listeners re-read them (units that come back are
+    /// announced on the restock channel, which the live feed follows too).
+    pub fn counters_channel(&self) -> String {
+        format!("{}counters", self.prefix)
+    }
+
     /// Hash: the sale's static fields (window, limit, price, ...) and `sold`.
     pub fn sale(&self, sale: SaleId) -> String {
         self.of_sale(sale, "sale")

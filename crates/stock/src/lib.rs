@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod keys;
+pub mod live;
 mod lookup;
 mod model;
 mod outbox;
@@ -18,6 +19,7 @@ mod warm;
 
 pub use client::{Stock, StockError};
 pub use keys::Keys;
+pub use live::{Announcement, Counters};
 pub use model::{
     ActiveHold, CancelOutcome, HeldReservation, RateLimits, ReservationState, ReserveOutcome,
     ReserveRequest, SaleSnapshot, SaleWarmup, Warmed,

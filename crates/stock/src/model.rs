@@ -12,6 +12,9 @@ pub struct RateLimits {
     pub buyer_per_sec: u32,
     pub buyer_burst: u32,
     pub idempotency_ttl_secs: u64,
+    /// A reservation announces its sale's new counters at most this often (ms); the live feed re-reads once
+    /// more this long after an announcement, so a change whose announcement was skipped is still seen.
+    pub announce_every_ms: u64,
 }
 
 #[derive(Debug, Clone)]

@@ -30,6 +30,7 @@ impl Stock {
             buyer_per_sec: 1_000_000,
             buyer_burst: 1_000_000,
             idempotency_ttl_secs: 1,
+            announce_every_ms: 1000,
         };
         for _ in 0..2 {
             match self.reserve(&req, &limits).await? {

@@ -29,6 +29,7 @@ impl Stock {
                 .key(k.buyers(sale))
                 .key(k.outbox(sale))
                 .key(k.deadlines(sale))
+                .key(k.sale(sale))
                 .arg(order.to_string())
                 .arg(if return_units { "1" } else { "0" })
                 .arg(active_order.map(|o| o.to_string()).unwrap_or_default())

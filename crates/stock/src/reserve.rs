@@ -40,6 +40,9 @@ impl Stock {
                 .arg(limits.idempotency_ttl_secs)
                 .arg(limits.buyer_per_sec)
                 .arg(limits.buyer_burst)
+                .arg(k.counters_channel())
+                .arg(req.sale.get())
+                .arg(limits.announce_every_ms)
                 .invoke_async(&mut self.conn())
                 .await,
         )?;
@@ -78,6 +81,7 @@ impl Stock {
                 .key(k.outbox(sale))
                 .key(idem)
                 .key(k.deadlines(sale))
+                .key(k.sale(sale))
                 .arg(order.to_string())
                 .arg(k.restock_channel())
                 .arg(sale.get())

@@ -1,10 +1,10 @@
 //! What a gateway needs to answer SOLD_OUT from memory and stop doing so the moment units come back: the
 //! scripts that return units (`expire.lua`, `cancel.lua`, `reject.lua`) publish the sale's id on one Pub/Sub
-//! channel (`<prefix>restock`); a sold-out sale's holders and remaining units are read together.
+//! channel (`<prefix>restock`, followed through `Stock::announcements`); a sold-out sale's holders and remaining
+//! units are read together.
 
 use crate::client::{Stock, StockError};
 use flashsale_domain::SaleId;
-use futures_util::{Stream, StreamExt};
 
 /// A sale's state as far as answering from memory goes.
 #[derive(Debug, Clone)]
@@ -18,17 +18,6 @@ pub struct GoneView {
 }
 
 impl Stock {
-    /// Subscribes to the restock channel: the ids of sales that got units back, as they are announced. The
-    /// stream ends when the connection is lost (announcements made meanwhile are lost with it).
-    pub async fn restocks(&self) -> Result<impl Stream<Item = SaleId> + use<>, StockError> {
-        let mut pubsub = self.checked(self.pubsub().await)?;
-        self.checked(pubsub.subscribe(self.keys.restock_channel()).await)?;
-        Ok(pubsub.into_on_message().filter_map(|message| async move {
-            let raw: String = message.get_payload().ok()?;
-            SaleId::new(raw.parse().ok()?).ok()
-        }))
-    }
-
     /// What a gateway needs to answer a sold-out or ended sale from memory, read in one MULTI so that nobody
     /// can become a holder between the reads.
     pub async fn gone_view(&self, sale: SaleId) -> Result<GoneView, StockError> {

@@ -38,6 +38,8 @@ impl Stock {
                 .key(k.deadlines(sale))
                 .key(k.outbox(sale))
                 .arg(order.to_string())
+                .arg(k.counters_channel())
+                .arg(sale.get())
                 .invoke_async(&mut self.conn())
                 .await,
         )?;
@@ -65,6 +67,7 @@ impl Stock {
                 .key(k.buyers(sale))
                 .key(k.deadlines(sale))
                 .key(k.outbox(sale))
+                .key(k.sale(sale))
                 .arg(order.to_string())
                 .arg(k.restock_channel())
                 .arg(sale.get())

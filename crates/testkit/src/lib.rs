@@ -12,6 +12,7 @@ pub mod proxy;
 pub mod queues;
 pub mod redis_server;
 pub mod services;
+pub mod sse;
 mod teardown;
 pub mod wait;
 
@@ -23,4 +24,5 @@ pub use proxy::TcpProxy;
 pub use queues::QueueCounts;
 pub use redis_server::LocalRedis;
 pub use services::{GatewayClient, GatewayHandle, OrderWriterHandle, Reply};
+pub use sse::{SseItem, SseStream};
 pub use wait::eventually;

@@ -33,6 +33,8 @@ pub struct SaleCatalog {
     max_id: AtomicI64,
     /// Single flight for every query, and when the highest id was last read.
     loading: Mutex<Option<Instant>>,
+    /// Sales not yet ended, soonest first, as of the last change of `known` (`None`: rebuild on next use).
+    listed: RwLock<Option<Arc<Vec<Arc<Entry>>>>>,
 }
 
 impl SaleCatalog {
@@ -42,6 +44,7 @@ impl SaleCatalog {
             known: RwLock::new(HashMap::new()),
             max_id: AtomicI64::new(0),
             loading: Mutex::new(None),
+            listed: RwLock::new(None),
         }
     }
 
@@ -60,6 +63,47 @@ impl SaleCatalog {
                 })),
             );
         }
+        self.relist();
+    }
+
+    fn relist(&self) {
+        if let Ok(mut listed) = self.listed.write() {
+            *listed = None;
+        }
+    }
+
+    /// The sales whose window has not ended, by `starts_at` then id (upcoming and active, soonest first), from
+    /// memory: every live sale is remembered by each warmer pass and by its creation on this gateway.
+    pub fn upcoming_and_active(&self) -> Arc<Vec<Arc<Entry>>> {
+        let now = Utc::now();
+        if let Ok(listed) = self.listed.read()
+            && let Some(list) = listed.as_ref()
+        {
+            return Arc::new(
+                list.iter()
+                    .filter(|e| e.sale.ends_at > now)
+                    .cloned()
+                    .collect(),
+            );
+        }
+        let mut list: Vec<Arc<Entry>> = self
+            .known
+            .read()
+            .map(|known| {
+                known
+                    .values()
+                    .flatten()
+                    .filter(|e| e.sale.ends_at > now)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        list.sort_by_key(|e| (e.sale.starts_at, e.sale.id));
+        let list = Arc::new(list);
+        if let Ok(mut listed) = self.listed.write() {
+            *listed = Some(Arc::clone(&list));
+        }
+        list
     }
 
     fn cached(&self, id: SaleId) -> Option<Option<Arc<Entry>>> {
@@ -122,6 +166,7 @@ impl SaleCatalog {
         if let Ok(mut known) = self.known.write() {
             known.insert(id, entry.clone());
         }
+        self.relist();
         Ok(entry)
     }
 }

@@ -22,6 +22,8 @@ pub fn cors(origins: &[String]) -> Condition<Cors> {
             AUTHORIZATION,
             CONTENT_TYPE,
             HeaderName::from_static("idempotency-key"),
+            // EventSource sends it when it resumes the live stock feed, and it is not CORS-safelisted.
+            HeaderName::from_static("last-event-id"),
         ])
         // A browser script may only read the headers listed here: a 429 or 503 is useless without Retry-After.
         .expose_headers([RETRY_AFTER])

@@ -1,10 +1,12 @@
 //! gateway: the public HTTP edge. Admin sale creation, sale status, the reservation hot path, orders, and the
-//! background work that keeps promises: the outbox relay, confirmed-entry removal and the Redis warmer.
+//! background work that keeps promises: the outbox relay, confirmed-entry removal and the Redis warmer; the live
+//! stock feed (Server-Sent Events) and the list of sales.
 //!
 //! Reads every section of the settings except `[order_writer]`. Serves on `gateway.listen` (8080).
 
 pub mod address_limit;
 pub mod admission;
+pub mod announcements;
 pub mod auth;
 pub mod body;
 pub mod breaker;
@@ -15,6 +17,7 @@ pub mod cors;
 pub mod error;
 #[cfg(test)]
 mod fuzz;
+pub mod live;
 pub mod metrics;
 pub mod openapi;
 pub mod outbox;
@@ -80,6 +83,13 @@ impl App {
         let g = &settings.gateway;
         let metrics = metrics::GatewayMetrics::new(&registry);
         let address_limit = Arc::new(address_limit::AddressLimit::new(g, metrics.shed.clone())?);
+        let stopping = CancellationToken::new();
+        let live = Arc::new(live::LiveFeed::new(
+            stock.clone(),
+            &settings.sse,
+            &registry,
+            stopping.clone(),
+        )?);
         let state = AppState {
             stock,
             publisher,
@@ -97,6 +107,7 @@ impl App {
                 buyer_per_sec: g.buyer_rate_per_sec,
                 buyer_burst: g.buyer_rate_burst,
                 idempotency_ttl_secs: g.idempotency_ttl_secs,
+                announce_every_ms: settings.sse.coalesce_ms,
             },
             breakers: Arc::new(breakers::Breakers::new(&settings.breaker, &metrics)),
             address_limit,
@@ -106,7 +117,8 @@ impl App {
             max_body_bytes: g.max_body_bytes,
             relay_age: Duration::from_millis(settings.outbox.relay_age_ms),
             relay_batch: settings.outbox.relay_batch,
-            stopping: CancellationToken::new(),
+            live,
+            stopping,
         };
         if let Err(error) = warm::warm_missing(&state).await {
             tracing::warn!(
@@ -165,7 +177,7 @@ impl App {
             Duration::from_millis(settings.gateway.warm_interval_ms),
             loops.clone(),
         ));
-        background.spawn(sold_out::follow_restocks(
+        background.spawn(announcements::follow(
             state.clone(),
             Duration::from_millis(settings.gateway.sold_out_check_ms),
             loops.clone(),
@@ -248,6 +260,24 @@ async fn clear_rejected(
         .await;
 }
 
+/// Bounds each accepted connection's kernel send buffer (`sse.send_buffer_bytes`): a live-stock client that stops
+/// reading then backs up into its broadcast place within a few hundred events and is dropped, instead of pinning
+/// megabytes of kernel memory.
+fn socket_options(
+    send_buffer: usize,
+) -> impl Fn(&dyn std::any::Any, &mut actix_web::dev::Extensions) + Send + Sync + 'static {
+    move |conn, _| {
+        if send_buffer == 0 {
+            return;
+        }
+        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>()
+            && let Err(error) = socket2::SockRef::from(tcp).set_send_buffer_size(send_buffer)
+        {
+            tracing::debug!(%error, "cannot set SO_SNDBUF");
+        }
+    }
+}
+
 fn http_server(
     state: AppState,
     settings: &Settings,
@@ -296,6 +326,7 @@ fn http_server(
             .wrap(security_headers(edge.hsts_max_age_secs))
             .wrap(actix_web::middleware::from_fn(track_http))
     })
+    .on_connect(socket_options(settings.sse.send_buffer_bytes))
     .disable_signals()
     .shutdown_timeout(settings.gateway.shutdown_grace_ms.div_ceil(1000))
     .backlog(4096)

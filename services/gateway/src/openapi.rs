@@ -1,7 +1,7 @@
 //! The gateway's OpenAPI 3.1 document, generated from the handlers' `#[utoipa::path]` annotations and served
 //! at `GET /api/openapi.json` (built once at start-up).
 
-use crate::routes::{admin, dev, ops, orders, reservations, sales, storefront};
+use crate::routes::{admin, dev, events, list, ops, orders, reservations, sales, storefront};
 use flashsale_api_error::openapi::{
     ADMIN_TOKEN, BUYER_JWT, NotFoundError, SecuritySchemes, UnavailableError,
 };
@@ -22,7 +22,9 @@ use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
     paths(
         reservations::reserve,
         admin::create_sale,
+        list::list_sales,
         sales::get_sale,
+        events::events,
         orders::get_order,
         orders::my_orders,
         ops::healthz,

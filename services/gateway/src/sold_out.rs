@@ -5,7 +5,7 @@
 //! replayed 202.
 //!
 //! Units that come back are on sale again at once: the scripts that return units publish the sale's id on
-//! the restock channel and `follow_restocks` forgets the sale; as the safety net for an announcement that was
+//! the restock channel and `announcements::follow` forgets the sale; as the safety net for an announcement that was
 //! missed (Pub/Sub delivers at most once, and nothing while disconnected), `verify` re-reads the remaining
 //! units of every remembered sale every `gateway.sold_out_check_ms` and forgets those that are not at 0.
 //!
@@ -187,65 +187,5 @@ impl SoldOutMemory {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-}
-
-/// Until `shutdown`: forgets a sale as soon as its units come back (Pub/Sub, reconnecting after a loss, and
-/// forgetting every sold-out sale whenever announcements may have been missed), and runs the periodic check.
-pub async fn follow_restocks(
-    state: crate::state::AppState,
-    check_every: std::time::Duration,
-    shutdown: tokio_util::sync::CancellationToken,
-) {
-    use futures_util::StreamExt;
-    let memory = Arc::clone(&state.sold_out);
-    let forgotten = |by: &str, n: usize| {
-        if n > 0 {
-            let n = u64::try_from(n).unwrap_or(u64::MAX);
-            state
-                .metrics
-                .sold_out_forgotten
-                .with_label_values(&[by])
-                .inc_by(n);
-        }
-    };
-    let mut check = tokio::time::interval(check_every);
-    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let subscribed = tokio::select! {
-            () = shutdown.cancelled() => return,
-            subscribed = state.stock.restocks() => subscribed,
-        };
-        forgotten("resubscribed", memory.forget_sold_out());
-        let mut restocks = match subscribed {
-            Ok(restocks) => Box::pin(restocks),
-            Err(error) => {
-                tracing::warn!(%error, "cannot subscribe to restock announcements; retrying");
-                // The periodic check keeps running meanwhile, as the only source.
-                let retry = tokio::time::sleep(check_every * 4);
-                tokio::pin!(retry);
-                loop {
-                    tokio::select! {
-                        () = shutdown.cancelled() => return,
-                        () = &mut retry => break,
-                        _ = check.tick() => forgotten("check", memory.verify(&state.stock).await),
-                    }
-                }
-                continue;
-            }
-        };
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                announced = restocks.next() => match announced {
-                    Some(sale) => forgotten("announcement", usize::from(memory.restocked(sale))),
-                    None => {
-                        tracing::warn!("the restock subscription was lost; resubscribing");
-                        break;
-                    }
-                },
-                _ = check.tick() => forgotten("check", memory.verify(&state.stock).await),
-            }
-        }
     }
 }

@@ -25,6 +25,8 @@ pub struct AppState {
     pub catalog: Arc<SaleCatalog>,
     /// Sold-out and ended sales answered without Redis (`sold_out.rs`).
     pub sold_out: Arc<crate::sold_out::SoldOutMemory>,
+    /// The live stock feed: one hub per sale with listeners here (`live`).
+    pub live: Arc<crate::live::LiveFeed>,
     /// Sales found missing in Redis, waiting until nothing of them can be in flight.
     pub restores: Arc<Restores>,
     pub restore_rule: RestoreRule,

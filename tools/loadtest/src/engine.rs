@@ -48,6 +48,8 @@ pub struct Measured {
     pub latency_by_outcome: BTreeMap<String, Histogram<u64>>,
     /// When the last 2xx answer arrived.
     pub last_success: Option<Instant>,
+    /// When the first answer of each outcome arrived (the first `409 SOLD_OUT` tells when a sale sold out).
+    pub first_by_outcome: BTreeMap<String, Instant>,
     /// When the first request was due.
     pub started: Instant,
     /// CPU time the client itself spent on the run (Linux; the runtime is single-threaded, so this is the
@@ -146,6 +148,7 @@ pub async fn run(
         .into_inner()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let (outcomes, latency_by_outcome) = recorder.outcomes();
+    let first_by_outcome = recorder.first_seen();
     Measured {
         elapsed,
         requests: sent as u64,
@@ -153,6 +156,7 @@ pub async fn run(
         outcomes,
         latency_by_outcome,
         last_success: recorder.last_success,
+        first_by_outcome,
         started,
         client_cpu,
     }

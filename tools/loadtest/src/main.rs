@@ -1,9 +1,10 @@
 //! `flashsale-loadtest`: measures the first second of a sale against a running gateway, and verifies what was
 //! sold. Scenarios: `ceiling` (the HTTP ceiling: `/healthz`), `race` (N buyers for S units), `flood` (the
 //! sold-out path), `sustain` (the success path, and how fast order-writer keeps up), `writer` (order-writer
-//! draining a backlog), `expiry` (unpaid reservations released at their deadline) and `pay` (orders paid by
-//! signed webhooks). Reads the same settings as the services (admin token, JWT secret, PostgreSQL and
-//! RabbitMQ URLs). Exits non-zero when verification fails: an oversell, a lost or a duplicated order.
+//! draining a backlog), `expiry` (unpaid reservations released at their deadline), `pay` (orders paid by
+//! signed webhooks) and `sse` (the live stock feed's streams during a race). Reads the same settings as the
+//! services (admin token, JWT secret, PostgreSQL and RabbitMQ URLs). Exits non-zero when verification fails:
+//! an oversell, a lost or a duplicated order.
 
 mod buyers;
 mod engine;
@@ -14,6 +15,7 @@ mod redis_bench;
 mod report;
 mod scenarios;
 mod shed;
+mod sse;
 mod table;
 mod writer;
 
@@ -146,6 +148,23 @@ enum Scenario {
         #[arg(long, short = 'n', default_value_t = 10_000)]
         orders: usize,
     },
+    /// N clients follow the sale's live stock feed (Server-Sent Events) while B buyers race for S units:
+    /// reports, per client, the time from the last 202 to its `sold_out` event (p50/p99/max; target: all within
+    /// 1 s) and the gateway's resident memory with the streams open.
+    Sse {
+        #[command(flatten)]
+        load: Load,
+        /// Streams to open.
+        #[arg(long, default_value_t = 10_000)]
+        streams: usize,
+        #[arg(long, short = 'n', default_value_t = 7000)]
+        buyers: usize,
+        #[arg(long, short = 's', default_value_t = 100)]
+        stock: i64,
+        /// The gateway's process id: its VmRSS is read from /proc (else from its /metrics).
+        #[arg(long)]
+        gateway_pid: Option<u32>,
+    },
     /// order-writer's own ceiling: publishes N `reservation.created` messages to a queue of its own, then starts
     /// an order-writer (in this process, same code and settings) on that backlog and times the drain.
     Writer {
@@ -216,6 +235,20 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let payment = reqwest::Url::parse(&payment).context("--payment is not a URL")?;
             pay::pay(&ctx, &payment, concurrency, orders).await?
+        }
+        Scenario::Sse {
+            load,
+            streams,
+            buyers,
+            stock,
+            gateway_pid,
+        } => {
+            let plan = Plan {
+                concurrency: load.concurrency,
+                rate: load.rate,
+                until: Until::Requests(buyers),
+            };
+            sse::sse(&ctx, plan, streams, buyers, stock, gateway_pid).await?
         }
         Scenario::Writer { orders } => writer::drain_backlog(&ctx, orders).await?,
         Scenario::EvalshaArgs => {

@@ -26,6 +26,8 @@ struct Slot {
     label: String,
     count: u64,
     latency: Histogram<u64>,
+    /// When the first answer of this outcome arrived.
+    first: Instant,
 }
 
 pub struct Recorder {
@@ -88,8 +90,17 @@ impl Recorder {
             label,
             count: 0,
             latency: Histogram::new_from(&self.latency),
+            first: Instant::now(),
         });
         self.slots.len() - 1
+    }
+
+    /// When each outcome was first seen.
+    pub fn first_seen(&self) -> BTreeMap<String, Instant> {
+        self.slots
+            .iter()
+            .map(|s| (s.label.clone(), s.first))
+            .collect()
     }
 
     /// Count and latency per outcome label.
@@ -190,6 +201,8 @@ mod tests {
         .collect();
         assert_eq!(counts, expected);
         assert_eq!(latency["409 SOLD_OUT"].len(), 3);
+        let first = r.first_seen();
+        assert!(first["409 SOLD_OUT"] <= first["202"], "SOLD_OUT came first");
         assert_eq!(r.latency.len(), 7 + REMEMBERED as u64 + 10);
         assert!(r.last_success.is_some());
     }

@@ -57,6 +57,9 @@ pub async fn evalsha_args(ctx: &Context) -> anyhow::Result<Vec<String>> {
         limits.idempotency_ttl_secs.to_string(),
         limits.buyer_rate_per_sec.to_string(),
         limits.buyer_rate_burst.to_string(),
+        k.counters_channel(),
+        "1".into(),
+        ctx.settings.sse.coalesce_ms.to_string(),
     ])
 }
 

@@ -41,6 +41,7 @@ pub fn print(dir: &Path, evalsha_per_s: f64) -> anyhow::Result<()> {
     // The lifecycle scenarios need all four services; a run without them prints the rest.
     let expiry = load(dir, "expiry").ok();
     let pay = load(dir, "pay").ok();
+    let sse = load(dir, "sse").ok();
     // The race's yardstick: a burst of the same shape against /healthz.
     let burst = load(dir, "burst").ok();
     let shed = load(dir, "shed").ok();
@@ -185,6 +186,22 @@ pub fn print(dir: &Path, evalsha_per_s: f64) -> anyhow::Result<()> {
                     clean(e)
                 ),
                 lag("release_lag_p99_ms") <= 1000.0 && clean(e) == "clean",
+            )
+        }),
+        sse.as_ref().map(|v| {
+            let f = |q: &str| num(v, &["figures", q]);
+            (
+                format!(
+                    "every client sees sold_out within 1 s ({:.0} streams): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms \
+                     after the last 202, gateway RSS {:.0} MiB with the streams open, {}",
+                    f("streams_connected"),
+                    f("sold_out_after_last_202_p50_ms"),
+                    f("sold_out_after_last_202_p99_ms"),
+                    f("sold_out_after_last_202_max_ms"),
+                    f("gateway_rss_streams_open_mib"),
+                    clean(v)
+                ),
+                f("sold_out_after_last_202_max_ms") <= 1000.0 && clean(v) == "clean",
             )
         }),
         pay.as_ref().map(|v| {

@@ -2,7 +2,7 @@
 -- 503 answer holds no stock. Refuses when a message for it may still exist or a 202 was already given for it.
 --
 -- KEYS[1] reservation hash  KEYS[2] stock  KEYS[3] buyers hash  KEYS[4] outbox zset  KEYS[5] idempotency key or ''
--- KEYS[6] deadlines zset
+-- KEYS[6] deadlines zset  KEYS[7] sale hash (its counters version `v` goes up)
 -- ARGV[1] order id  ARGV[2] restock channel  ARGV[3] sale id (announced there when units come back)
 -- Replies: 'RELEASED' | 'NOT_HELD' | 'PROMISED' (a retry was answered 202) | 'CLAIMED' (the relay took it over)
 
@@ -16,6 +16,8 @@ local score = redis.call('ZSCORE', KEYS[4], ARGV[1])
 if (not score) or tonumber(score) ~= tonumber(r[4]) then return 'CLAIMED' end
 
 redis.call('INCRBY', KEYS[2], r[2])
+-- Never create the hash: a lone `v` would read as state of an earlier database to warm.lua.
+if redis.call('EXISTS', KEYS[7]) == 1 then redis.call('HINCRBY', KEYS[7], 'v', 1) end
 redis.call('PUBLISH', ARGV[2], ARGV[3])
 if redis.call('HGET', KEYS[3], r[3]) == ARGV[1] then redis.call('HDEL', KEYS[3], r[3]) end
 redis.call('ZREM', KEYS[4], ARGV[1])

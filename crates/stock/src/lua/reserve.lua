@@ -9,7 +9,9 @@
 -- KEYS[4] outbox zset      KEYS[5] reservation hash (new)    KEYS[6] buyer rate bucket
 -- KEYS[7] idempotency key or ''                              KEYS[8] deadlines zset (held reservations by deadline)
 -- ARGV[1] order id  ARGV[2] user id  ARGV[3] quantity  ARGV[4] idempotency ttl (s)
--- ARGV[5] buyer rate/s  ARGV[6] buyer burst
+-- ARGV[5] buyer rate/s  ARGV[6] buyer burst  ARGV[7] counters channel  ARGV[8] sale id
+-- ARGV[9] announce at most every this many ms (the gateways' live feed re-reads once more after that long, so a
+-- change whose announcement was skipped is still seen)
 --
 -- Replies: {'RESERVED'|'REPLAYED', order_id, qty, amount_minor, created_ms, expires_ms} or {CODE, detail?}.
 
@@ -19,7 +21,7 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
 local meta = redis.call('HMGET', KEYS[1], 'starts_ms', 'ends_ms', 'per_user_limit', 'payment_window_secs',
-  'price_minor', 'expire_ms')
+  'price_minor', 'expire_ms', 'announced_ms')
 if not meta[1] then return {'NO_SALE'} end
 local qty = tonumber(ARGV[3])
 
@@ -65,6 +67,12 @@ local amount = int(tonumber(meta[5]) * qty)
 local expires = int(now + tonumber(meta[4]) * 1000)
 local created = int(now)
 redis.call('DECRBY', KEYS[2], qty)
+-- The live feed: a new counters version, announced unless another reservation announced it just now.
+redis.call('HINCRBY', KEYS[1], 'v', 1)
+if (not meta[7]) or now - tonumber(meta[7]) >= tonumber(ARGV[9]) then
+  redis.call('HSET', KEYS[1], 'announced_ms', created)
+  redis.call('PUBLISH', ARGV[7], ARGV[8])
+end
 redis.call('HSET', KEYS[3], ARGV[2], ARGV[1])
 redis.call('HSET', KEYS[5], 'user', ARGV[2], 'qty', ARGV[3], 'amount', amount,
   'created_ms', created, 'expires_ms', expires, 'state', 'held')

@@ -12,6 +12,9 @@
 -- ARGV[4] '1' = missing stock may be restored  ARGV[5] n = number of sale hash arguments (field, value, ...)
 -- ARGV[6 .. 5+n] sale hash field/value pairs   ARGV[6+n] units sold (paid)   ARGV[7+n] reservation key prefix
 -- ARGV[8+n ..] active orders, 7 values each: order id, user, qty, amount, created_ms, expires_ms, 'held'|'paid'
+-- The counters version `v` (what the live feed's event ids carry) starts at Redis TIME in ms × 1000 whenever the
+-- hash is written anew, so it stays above every version the lost or replaced state ever reached (that would take
+-- over 1,000 changes per ms on average), and goes up by one when the stock is restored.
 -- Replies 'WRITTEN' | 'LIVE' (already live; only missing fields and lifetimes restored) | 'REPLACED' | 'WAIT'.
 
 local reply = 'WRITTEN'
@@ -30,6 +33,8 @@ if not has_hash then
   for i = 6, 5 + n, 200 do
     redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(i + 199, 5 + n)))
   end
+  local t = redis.call('TIME')
+  redis.call('HSET', KEYS[1], 'v', string.format('%.0f', tonumber(t[1]) * 1000000 + math.floor(tonumber(t[2]) / 1000)))
 end
 if has_stock then
   reply = 'LIVE'
@@ -46,6 +51,7 @@ else
     if state == 'held' then redis.call('ZADD', KEYS[5], ARGV[i + 5], id) end
   end
   redis.call('SET', KEYS[2], ARGV[2])
+  if has_hash then redis.call('HINCRBY', KEYS[1], 'v', 1) end
 end
 
 for i = 1, 5 do

@@ -27,7 +27,7 @@ async fn preflight(gw: &GatewayHandle, origin: &str) -> Reply {
             .header("Access-Control-Request-Method", "POST")
             .header(
                 "Access-Control-Request-Headers",
-                "authorization, content-type, idempotency-key",
+                "authorization, content-type, idempotency-key, last-event-id",
             ),
     )
     .await
@@ -47,7 +47,12 @@ async fn cors_preflights_are_answered_without_redis_for_allowed_origins_only() {
     assert_eq!(allowed.status, StatusCode::OK, "{allowed:?}");
     assert_eq!(header(&allowed, "access-control-allow-origin"), SHOP);
     let headers = header(&allowed, "access-control-allow-headers").to_ascii_lowercase();
-    for needed in ["authorization", "content-type", "idempotency-key"] {
+    for needed in [
+        "authorization",
+        "content-type",
+        "idempotency-key",
+        "last-event-id",
+    ] {
         assert!(headers.contains(needed), "{needed} in {headers}");
     }
     assert!(header(&allowed, "access-control-allow-methods").contains("POST"));

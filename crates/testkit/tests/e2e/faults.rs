@@ -137,6 +137,7 @@ async fn a_reservation_left_by_a_dead_gateway_becomes_one_order() {
         buyer_per_sec: 5,
         buyer_burst: 5,
         idempotency_ttl_secs: 60,
+        announce_every_ms: 200,
     };
     let req = ReserveRequest {
         sale,

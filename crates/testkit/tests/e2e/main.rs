@@ -23,5 +23,7 @@ mod rejected;
 mod reservations;
 mod settlement;
 mod sold_out;
+mod sse;
+mod sse_list;
 mod storefront;
 mod timeouts;

@@ -2,6 +2,8 @@
 
 pub mod admin;
 pub mod dev;
+pub mod events;
+pub mod list;
 pub mod ops;
 pub mod orders;
 pub mod reservations;
@@ -44,7 +46,9 @@ pub fn configure(
         .add(Method::GET, "/readyz", ops::readyz)
         .add(Method::GET, "/metrics", ops::metrics)
         .add(Method::POST, "/api/v1/admin/sales", admin::create_sale)
+        .add(Method::GET, "/api/v1/sales", list::list_sales)
         .add(Method::GET, "/api/v1/sales/{id}", sales::get_sale)
+        .add(Method::GET, "/api/v1/sales/{id}/events", events::events)
         .add(Method::GET, "/api/v1/orders/{id}", orders::get_order)
         .add(Method::GET, "/api/v1/me/orders", orders::my_orders)
         .add(Method::GET, "/", storefront::page)

@@ -1,0 +1,110 @@
+//! What the gateways' live stock feed reads: a sale's counters with their version, one sale or a page of sales
+//! in one round trip, and the one Pub/Sub subscription that announces changes.
+//!
+//! Every script that changes `remaining` or `sold` raises the sale hash's `v` in the same script, so a version
+//! read together with the counters names exactly that state. `warm.lua` starts `v` from the clock whenever it
+//! writes the hash anew, so versions never go back after Redis lost or replaced a sale.
+
+use crate::client::{Stock, StockError};
+use flashsale_domain::SaleId;
+use futures_util::{Stream, StreamExt};
+
+/// A sale's counters as Redis holds them now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counters {
+    /// Raised by every change of `remaining` or `sold`.
+    pub version: i64,
+    pub remaining: i64,
+    pub sold: i64,
+}
+
+/// A message on one of the two channels the gateway follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Announcement {
+    /// Units came back to the sale (`<prefix>restock`): its counters changed too.
+    Restocked(SaleId),
+    /// The sale's counters changed without units coming back (`<prefix>counters`).
+    Changed(SaleId),
+}
+
+impl Announcement {
+    pub fn sale(self) -> SaleId {
+        match self {
+            Self::Restocked(s) | Self::Changed(s) => s,
+        }
+    }
+}
+
+type Row = (Option<i64>, Option<i64>, Option<i64>);
+
+fn counters_from((version, sold, remaining): Row) -> Option<Counters> {
+    Some(Counters {
+        version: version.unwrap_or(0),
+        remaining: remaining?,
+        sold: sold?,
+    })
+}
+
+impl Stock {
+    /// Subscribes, on one connection, to the restock and the counters channels. The stream ends when the
+    /// connection is lost (announcements made meanwhile are lost with it).
+    pub async fn announcements(
+        &self,
+    ) -> Result<impl Stream<Item = Announcement> + use<>, StockError> {
+        let restock = self.keys.restock_channel();
+        let mut pubsub = self.checked(self.pubsub().await)?;
+        self.checked(
+            pubsub
+                .subscribe(&[restock.clone(), self.keys.counters_channel()])
+                .await,
+        )?;
+        Ok(pubsub.into_on_message().filter_map(move |message| {
+            let restocked = message.get_channel_name() == restock;
+            async move {
+                let raw: String = message.get_payload().ok()?;
+                let sale = SaleId::new(raw.parse().ok()?).ok()?;
+                Some(if restocked {
+                    Announcement::Restocked(sale)
+                } else {
+                    Announcement::Changed(sale)
+                })
+            }
+        }))
+    }
+
+    /// The sale's counters and their version, read atomically; `None` when Redis holds no state for it.
+    pub async fn counters(&self, sale: SaleId) -> Result<Option<Counters>, StockError> {
+        Ok(self.counters_of(&[sale]).await?.pop().flatten())
+    }
+
+    /// The counters of each sale, in order (`None`: no state), in one pipelined round trip; each sale's fields
+    /// are read in one MULTI, so a version always names the counters read with it.
+    pub async fn counters_of(&self, sales: &[SaleId]) -> Result<Vec<Option<Counters>>, StockError> {
+        if sales.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for sale in sales {
+            pipe.cmd("HMGET")
+                .arg(self.keys.sale(*sale))
+                .arg("v")
+                .arg("sold")
+                .get(self.keys.stock(*sale));
+        }
+        let flat: Vec<redis::Value> = self.checked(pipe.query_async(&mut self.conn()).await)?;
+        flat.chunks(2)
+            .map(|pair| {
+                let (hash, stock) = match pair {
+                    [hash, stock] => (hash, stock),
+                    _ => return Err(StockError::Reply("counters: odd reply".into())),
+                };
+                let (version, sold): (Option<i64>, Option<i64>) = redis::from_redis_value_ref(hash)
+                    .map_err(|e| StockError::Reply(format!("counters: {e}")))?;
+                let remaining: Option<i64> = redis::from_redis_value_ref(stock)
+                    .map_err(|e| StockError::Reply(format!("counters: {e}")))?;
+                Ok(counters_from((version, sold, remaining)))
+            })
+            .collect()
+    }
+}
