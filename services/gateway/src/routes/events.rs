@@ -15,6 +15,18 @@ use flashsale_api_error::openapi::{
 };
 use flashsale_domain::{ErrorCode, SaleId};
 
+/// One event of the feed as an `EventSource` parses it: `data` is the JSON of the sale's counters.
+#[derive(utoipa::ToSchema)]
+#[schema(example = json!({"id": "1796022558000113-1", "event": "message",
+    "data": "{\"sale_id\":1,\"remaining\":99,\"reserved\":1,\"sold\":0,\"status\":\"active\"}"}))]
+#[allow(dead_code)] // a schema only: the stream writes its frames itself (`live::frame`)
+pub struct SaleEvent {
+    /// `<counters version>-<phase>`; send it back as `Last-Event-ID`.
+    id: Option<String>,
+    event: Option<String>,
+    data: String,
+}
+
 #[utoipa::path(
     get,
     path = "/api/v1/sales/{id}/events",
@@ -28,7 +40,7 @@ use flashsale_domain::{ErrorCode, SaleId};
     responses(
         (status = 200, description = "A Server-Sent Events stream: the counters at once and on every change (at \
             most every 200 ms), each as `id: <version>` and `data: {\"remaining\", \"reserved\", \"sold\", \
-            \"status\"}`, plus a `: ping` comment every 15 s.", content_type = "text/event-stream", body = String),
+            \"status\"}`, plus a `: ping` comment every 15 s.", content_type = "text/event-stream", body = SaleEvent),
         (status = 400, description = "The id is not a positive integer.", body = InvalidRequestError),
         (status = 404, description = "No such sale.", body = SaleNotFoundError),
         (status = 409, description = "The sale is over and its state is gone.", body = SaleEndedError),

@@ -82,7 +82,7 @@ fn parse(query: &str) -> Result<(usize, Option<Cursor>), ApiError> {
     operation_id = "list_sales",
     params(
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Sales per page (default 20)."),
-        ("cursor" = Option<String>, Query, pattern = r"^-?[0-9]+_[0-9]+$",
+        ("cursor" = Option<String>, Query, pattern = r"^-?[0-9]{1,18}_[1-9][0-9]{0,17}$",
          description = "The `next_cursor` of the previous page, as it was given."),
     ),
     responses(
