@@ -1,7 +1,8 @@
 //! The batch consumer: a bounded prefetch, batches of up to N messages (or whatever arrived within the
 //! linger), settled only after the handler committed, and its own reconnect loop.
 //!
-//! The handler sees [`Message`]s (no lapin types) and decides per message: `Ack`, or `DeadLetter`
+//! The handler sees [`Message`]s (no lapin types; a group-committed batch message as its members, see
+//! `unpack`) and decides per message: `Ack`, or `DeadLetter`
 //! (undecodable, violates a rule: nack without requeue, so the queue's dead-letter exchange takes it). A
 //! handler error is settled by [`crate::poison`]: an outage is retried forever, any other failure is retried
 //! and then split until the one message at fault is dead-lettered. Nothing is acknowledged before the handler
@@ -12,10 +13,10 @@ use crate::message::Message;
 use crate::names::Names;
 use crate::poison::{self, HandleError, RetryPolicy};
 use crate::topology;
+use crate::unpack::{Delivered, MemberDeadLetters, unpack};
 use flashsale_platform::metrics::{counter_vec, histogram_vec};
 use flashsale_platform::settings::AmqpSettings;
 use futures_util::StreamExt;
-use lapin::Acker;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use prometheus::{HistogramVec, IntCounterVec, Registry};
@@ -178,19 +179,22 @@ async fn session<H: BatchHandler>(
     backoff.reset();
     tracing::info!(queue = %opts.queue, "consuming");
 
+    let mut dead = MemberDeadLetters::new(
+        &conn,
+        names.dead_exchange(),
+        opts.queue.clone(),
+        Duration::from_millis(settings.confirm_timeout_ms),
+    );
     let result = loop {
         let first = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break Ok(()),
             next = consumer.next() => next,
         };
-        let (mut batch, mut ackers) = (Vec::new(), Vec::new());
+        // Members, not deliveries, fill a batch: a group-committed delivery brings many.
+        let (mut batch, mut deliveries) = (Vec::new(), Vec::new());
         match first {
-            Some(Ok(d)) => {
-                let (m, a) = Message::from_delivery(d);
-                batch.push(m);
-                ackers.push(a);
-            }
+            Some(Ok(d)) => deliveries.push(unpack(d, &mut batch)),
             Some(Err(e)) => break Err(e.into()),
             None => break Err(anyhow::anyhow!("the broker cancelled the consumer")),
         }
@@ -198,11 +202,7 @@ async fn session<H: BatchHandler>(
         let mut broken = None;
         while batch.len() < opts.batch_size {
             match tokio::time::timeout_at(deadline, consumer.next()).await {
-                Ok(Some(Ok(d))) => {
-                    let (m, a) = Message::from_delivery(d);
-                    batch.push(m);
-                    ackers.push(a);
-                }
+                Ok(Some(Ok(d))) => deliveries.push(unpack(d, &mut batch)),
                 Ok(Some(Err(e))) => {
                     broken = Some(anyhow::Error::from(e));
                     break;
@@ -224,7 +224,15 @@ async fn session<H: BatchHandler>(
             // Shutting down with an uncommitted batch: leave it unacknowledged, the broker redelivers it.
             break Ok(());
         };
-        settle(&ackers, &settles, &opts.queue, metrics).await?;
+        settle(
+            &deliveries,
+            &batch,
+            &settles,
+            &mut dead,
+            &opts.queue,
+            metrics,
+        )
+        .await?;
         if let Some(e) = broken {
             break Err(e);
         }
@@ -240,31 +248,46 @@ async fn session<H: BatchHandler>(
     result
 }
 
-/// Dead-letters the refused deliveries one by one, then acknowledges the rest with one `multiple` ack.
+/// Dead-letters the refused deliveries one by one (a refused member of a batch alone, by a confirmed publish),
+/// then acknowledges the rest with one `multiple` ack.
 async fn settle(
-    batch: &[Acker],
+    deliveries: &[Delivered],
+    batch: &[Message],
     settles: &[Settle],
+    dead_letters: &mut MemberDeadLetters<'_>,
     queue: &str,
     metrics: &ConsumerMetrics,
 ) -> anyhow::Result<()> {
     let mut last_ack = None;
     let (mut acked, mut dead) = (0u64, 0u64);
-    for (acker, settle) in batch.iter().zip(settles) {
-        match settle {
-            Settle::DeadLetter => {
-                acker
+    for delivery in deliveries {
+        let members = delivery.members.clone();
+        let refused = settles[members.clone()]
+            .iter()
+            .filter(|s| **s == Settle::DeadLetter)
+            .count() as u64;
+        match &delivery.batch_id {
+            None if refused > 0 => {
+                delivery
+                    .acker
                     .nack(BasicNackOptions {
                         multiple: false,
                         requeue: false,
                     })
                     .await?;
-                dead += 1;
             }
-            Settle::Ack => {
-                last_ack = Some(acker);
-                acked += 1;
+            None => last_ack = Some(&delivery.acker),
+            Some(batch_id) => {
+                for (member, settle) in batch[members.clone()].iter().zip(&settles[members]) {
+                    if *settle == Settle::DeadLetter {
+                        dead_letters.publish(member, batch_id).await?;
+                    }
+                }
+                last_ack = Some(&delivery.acker);
             }
         }
+        dead += refused;
+        acked += delivery.members.len() as u64 - refused;
     }
     if let Some(acker) = last_ack {
         acker.ack(BasicAckOptions { multiple: true }).await?;

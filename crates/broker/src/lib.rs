@@ -7,13 +7,16 @@ pub mod backoff;
 mod confirms;
 pub mod consumer;
 pub mod depth;
+pub mod group_commit;
 pub mod message;
 pub mod names;
 pub mod poison;
 pub mod publisher;
 pub mod topology;
+mod unpack;
 
 pub use consumer::{BatchHandler, ConsumeOptions, ConsumerMetrics, Settle, consume_batches};
+pub use group_commit::GroupCommit;
 pub use message::Message;
 pub use names::Names;
 pub use poison::{HandleError, RetryPolicy};

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum PublishError {
     /// Never reached the broker (no connection, channel closed before sending).
     #[error("not sent: {0}")]
@@ -143,7 +143,20 @@ impl Publisher {
         message_id: &str,
         body: &[u8],
     ) -> Result<(), PublishError> {
-        self.publish_with(routing_key, message_id, body, true).await
+        self.publish_with(routing_key, message_id, body, true, None)
+            .await
+    }
+
+    /// Like [`Publisher::publish`], with the AMQP `type` property set (a batch message says what it holds).
+    pub async fn publish_typed(
+        &self,
+        routing_key: &str,
+        message_id: &str,
+        body: &[u8],
+        kind: &str,
+    ) -> Result<(), PublishError> {
+        self.publish_with(routing_key, message_id, body, true, Some(kind))
+            .await
     }
 
     /// Like [`Publisher::publish`] for notifications that may have no subscriber yet (not mandatory).
@@ -153,7 +166,7 @@ impl Publisher {
         message_id: &str,
         body: &[u8],
     ) -> Result<(), PublishError> {
-        self.publish_with(routing_key, message_id, body, false)
+        self.publish_with(routing_key, message_id, body, false, None)
             .await
     }
 
@@ -163,11 +176,12 @@ impl Publisher {
         message_id: &str,
         body: &[u8],
         mandatory: bool,
+        kind: Option<&str>,
     ) -> Result<(), PublishError> {
         let started = Instant::now();
         let result = self
             .inner
-            .publish_once(routing_key, message_id, body, mandatory)
+            .publish_once(routing_key, message_id, body, mandatory, kind)
             .await;
         let outcome = match &result {
             Ok(()) => {
@@ -259,6 +273,7 @@ impl Inner {
         message_id: &str,
         body: &[u8],
         mandatory: bool,
+        kind: Option<&str>,
     ) -> Result<(), PublishError> {
         let link = self
             .current()
@@ -267,6 +282,10 @@ impl Inner {
             .with_delivery_mode(2) // persistent
             .with_content_type("application/json".into())
             .with_message_id(message_id.into());
+        let props = match kind {
+            Some(kind) => props.with_type(kind.into()),
+            None => props,
+        };
         let channel = link.channel.clone();
         let exchange = ShortString::from(self.exchange.as_str());
         let routing_key = ShortString::from(routing_key);

@@ -2,6 +2,7 @@
 //!
 //! No I/O lives here, so every service and test can share these types without pulling in a driver.
 
+pub mod batch;
 pub mod error;
 pub mod ids;
 pub mod messages;
@@ -12,6 +13,7 @@ pub mod order;
 pub mod reservation;
 pub mod sale;
 
+pub use batch::{RESERVATION_BATCH_TYPE, ReservationBatch};
 pub use error::ErrorCode;
 pub use ids::{OrderId, SaleId, UserId};
 pub use messages::{

@@ -128,6 +128,10 @@ pub struct GatewaySettings {
     pub warm_interval_ms: u64,
     pub restore_quiet_ms: u64,
     pub sold_out_check_ms: u64,
+    /// Group commit: how long the first accepted reservation waits for others to share its message (µs).
+    pub group_commit_linger_us: u64,
+    /// Most reservations in one message; 1 = off.
+    pub group_commit_max: usize,
     /// After SIGTERM, how long `/readyz` answers 503 while the API is still served, before the drain (ms).
     pub shutdown_delay_ms: u64,
     pub shutdown_grace_ms: u64,
@@ -248,6 +252,20 @@ impl Settings {
             "gateway.sold_out_check_ms must be 10..=1000: units that come back must be on sale again within 1 s"
         );
         anyhow::ensure!(
+            self.gateway.group_commit_linger_us <= 100_000,
+            "gateway.group_commit_linger_us must be 0..=100000 (at most 100 ms added to every 202)"
+        );
+        anyhow::ensure!(
+            (1..=1000).contains(&self.gateway.group_commit_max),
+            "gateway.group_commit_max must be 1..=1000 (1 = off)"
+        );
+        anyhow::ensure!(
+            self.outbox.relay_age_ms * 1000
+                > self.amqp.confirm_timeout_ms * 1000 + self.gateway.group_commit_linger_us,
+            "outbox.relay_age_ms must exceed amqp.confirm_timeout_ms plus gateway.group_commit_linger_us: the \
+             relay must never re-publish a reservation still waiting for its message's confirm"
+        );
+        anyhow::ensure!(
             self.order_writer.batch_size > 0 && self.order_writer.batch_size <= 5000,
             "order_writer.batch_size must be 1..=5000"
         );
@@ -352,6 +370,16 @@ mod tests {
                 "FLASHSALE__AMQP__CONNECT_TIMEOUT_MS",
                 "0",
                 "amqp.connect_timeout_ms",
+            ),
+            (
+                "FLASHSALE__GATEWAY__GROUP_COMMIT_MAX",
+                "0",
+                "gateway.group_commit_max",
+            ),
+            (
+                "FLASHSALE__GATEWAY__GROUP_COMMIT_LINGER_US",
+                "200000",
+                "gateway.group_commit_linger_us",
             ),
             (
                 "FLASHSALE__POSTGRES__STATEMENT_TIMEOUT_MS",

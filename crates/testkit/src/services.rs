@@ -203,6 +203,18 @@ impl GatewayClient {
 }
 
 impl GatewayHandle {
+    /// Group commit so far: (messages published, reservations they carried); (0, 0) before the first.
+    pub fn group_commit(&self) -> (u64, u64) {
+        self.state
+            .registry
+            .gather()
+            .iter()
+            .find(|f| f.name() == "flashsale_publish_batch_reservations")
+            .and_then(|f| f.get_metric().first().map(|m| m.get_histogram().clone()))
+            .map(|h| (h.get_sample_count(), h.get_sample_sum() as u64))
+            .unwrap_or_default()
+    }
+
     pub async fn stop(mut self) {
         self.shutdown.cancel();
         if let Some(task) = self.task.take() {

@@ -90,9 +90,16 @@ impl App {
             &registry,
             stopping.clone(),
         )?);
+        let group = flashsale_broker::GroupCommit::start(
+            publisher.clone(),
+            Duration::from_micros(g.group_commit_linger_us),
+            g.group_commit_max,
+            &registry,
+        );
         let state = AppState {
             stock,
             publisher,
+            group,
             catalog: Arc::new(catalog::SaleCatalog::new(pool.clone())),
             sold_out: Arc::default(),
             pool,

@@ -66,9 +66,11 @@ pub async fn reserve(
         Ok(body) => body,
         Err(e) => return (Err(ApiError::internal(e)), ErrorCode::Internal.as_str()),
     };
+    // Group commit: this reservation may share its message with others accepted within the linger; the
+    // answer is that message's outcome.
     match state
-        .publisher
-        .publish(&message.routing_key(), &order_id.to_string(), &body)
+        .group
+        .publish(&message.routing_key(), &order_id.to_string(), body)
         .await
     {
         Ok(()) => {

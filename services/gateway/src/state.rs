@@ -20,6 +20,9 @@ use tokio_util::sync::CancellationToken;
 pub struct AppState {
     pub stock: Stock,
     pub publisher: Publisher,
+    /// Reservations' publishes, grouped into shared messages (`gateway.group_commit_*`); the relay and
+    /// notifications use `publisher` directly.
+    pub group: flashsale_broker::GroupCommit,
     pub pool: PgPool,
     /// Sale records in memory: unknown and lost sales cost no query per request.
     pub catalog: Arc<SaleCatalog>,

@@ -1,5 +1,6 @@
-//! The broker's side of the promise: a nack that is not "the broker did not take it", confirms and returns
-//! that belong to their own publish under concurrency, and queue arguments that changed under a running system.
+//! The broker's side of the promise: a nack (of a message carrying several reservations) that is not "the broker
+//! did not take it", confirms and returns that belong to their own publish under concurrency, and queue
+//! arguments that changed under a running system.
 //!
 //! The nack test makes one queue of its own topology refuse publishes with a RabbitMQ policy, set and cleared
 //! with `rabbitmqctl` (override the command with `FLASHSALE_TEST_RABBITMQCTL`).
@@ -91,8 +92,9 @@ impl Drop for RefusingPolicy {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_nack_keeps_the_unit_held_and_the_relay_finishes_the_reservation() {
-    let env = TestEnv::new().await;
+async fn a_nacked_batch_keeps_every_unit_held_and_the_relay_finishes_each_reservation() {
+    // A linger long enough that the three reservations below share one message (group commit).
+    let env = TestEnv::with(|s| s.gateway.group_commit_linger_us = 50_000).await;
     let gw = env.spawn_gateway().await;
     let _writer = env.spawn_order_writer().await;
     let sale = gw.create_sale(&env, &SaleSpec::stock(10)).await;
@@ -116,41 +118,52 @@ async fn a_nack_keeps_the_unit_held_and_the_relay_finishes_the_reservation() {
     // A quorum queue refuses once it holds more than max-length: the first reservation fills it.
     let filler = gw.reserve(sale, &env.token("filler")).await;
     assert_eq!(filler.status, StatusCode::ACCEPTED, "{filler:?}");
-    // Now the expiry wait queue refuses (nack) while order-writer's and payment's queues keep their copies.
-    let token = env.token("nora");
-    let refused = gw.reserve_with_key(sale, &token, "nacked-once").await;
+    // Now the expiry wait queue refuses (nack) while order-writer's and payment's queues keep their copies:
+    // the nack of the one message carrying three reservations is every one's answer.
+    let buyers = ["nora", "olga", "pia"];
+    let tokens: Vec<String> = buyers.iter().map(|b| env.token(b)).collect();
+    let refused = futures_util::future::join_all(
+        tokens
+            .iter()
+            .map(|t| gw.reserve_with_key(sale, t, "nacked-once")),
+    )
+    .await;
+    for reply in &refused {
+        assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{reply:?}");
+        assert!(reply.retry_after().is_some());
+    }
     assert_eq!(
-        refused.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{refused:?}"
+        gw.group_commit(),
+        (2, 4),
+        "the filler alone, then the three in one message"
     );
-    assert!(refused.retry_after().is_some());
     assert_eq!(
         env.remaining(sale).await,
-        Some(8),
-        "a nack proves nothing: the unit stays held while a copy of the message may exist"
+        Some(6),
+        "a nack proves nothing: every unit of the batch stays held while a copy of the message may exist"
     );
-    assert_eq!(env.outbox_len(sale).await, 1, "the relay owns it now");
-    eventually(DRAIN, || env.order_count(sale), 2).await;
+    assert_eq!(env.outbox_len(sale).await, 3, "the relay owns them now");
+    eventually(DRAIN, || env.order_count(sale), 4).await;
 
     policy.lift();
     eventually(DRAIN, || env.outbox_len(sale), 0).await;
-    let rows: Vec<_> = env
-        .orders(sale)
-        .await
-        .into_iter()
-        .filter(|r| r.1 == "nora")
-        .collect();
-    assert_eq!(rows.len(), 1, "exactly one order: {rows:?}");
-    assert_eq!(env.order_count(sale).await, 2);
+    let rows = env.orders(sale).await;
+    for buyer in buyers {
+        let theirs: Vec<_> = rows.iter().filter(|r| r.1 == buyer).collect();
+        assert_eq!(theirs.len(), 1, "exactly one order for {buyer}: {rows:?}");
+    }
+    assert_eq!(env.order_count(sale).await, 4);
     assert_eq!(
         env.remaining(sale).await.unwrap_or(-1) + env.held(sale).await,
         10,
         "no oversell: remaining + held = stock"
     );
-    let retry = gw.reserve_with_key(sale, &token, "nacked-once").await;
-    assert_eq!(retry.status, StatusCode::ACCEPTED, "{retry:?}");
-    assert_eq!(retry.body["order_id"], rows[0].0.as_str());
+    for (buyer, token) in buyers.iter().zip(&tokens) {
+        let retry = gw.reserve_with_key(sale, token, "nacked-once").await;
+        assert_eq!(retry.status, StatusCode::ACCEPTED, "{retry:?}");
+        let row = rows.iter().find(|r| r.1 == *buyer).map(|r| r.0.as_str());
+        assert_eq!(retry.body["order_id"].as_str(), row);
+    }
     drop(policy);
     env.cleanup().await;
 }

@@ -176,7 +176,11 @@ async fn a_reservation_left_by_a_dead_gateway_becomes_one_order() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_order_writer_killed_mid_burst_loses_nothing() {
-    let env = TestEnv::with(|s| s.order_writer.batch_size = 50).await;
+    let env = TestEnv::with(|s| {
+        s.order_writer.batch_size = 50;
+        s.gateway.group_commit_linger_us = 5_000;
+    })
+    .await;
     let gw = env.spawn_gateway().await;
     let sale = gw.create_sale(&env, &SaleSpec::stock(600)).await;
     let writer = env.start_order_writer_process();
@@ -207,6 +211,11 @@ async fn an_order_writer_killed_mid_burst_loses_nothing() {
         .filter_map(|r| r.body["order_id"].as_str().map(str::to_owned))
         .collect();
     assert_eq!(accepted.len(), 600);
+    let (messages, _) = gw.group_commit();
+    assert!(
+        (1..600).contains(&messages),
+        "the burst went out in group-committed messages: {messages} for 600 reservations"
+    );
     assert!(
         env.order_count(sale).await < 600,
         "the kill came before everything was written"

@@ -8,6 +8,7 @@ mod config;
 mod edge;
 mod expiry;
 mod faults;
+mod group_commit;
 mod health;
 mod lifecycle;
 mod limits;

@@ -125,6 +125,9 @@ async fn an_order_writer_sigtermed_while_draining_says_503_exits_0_acks_only_wha
     const BUYERS: usize = 1500;
     let env = TestEnv::with(|s| {
         s.order_writer.batch_size = 5;
+        // One message per reservation, so the queue's message count is the count of unwritten reservations
+        // (group-committed batches are covered by faults::an_order_writer_killed_mid_burst_loses_nothing).
+        s.gateway.group_commit_max = 1;
         s.order_writer.shutdown_delay_ms = DELAY.as_millis() as u64;
         s.order_writer.shutdown_grace_ms = GRACE.as_millis() as u64;
     })
