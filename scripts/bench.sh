@@ -155,7 +155,18 @@ for i in 1 2 3 4 5; do
 done
 median burst 5
 median race 5
+# Broker messages per reservation (group commit): the gateway's confirmed publishes and reservations, before
+# and after sustain.
+amqp_counts() {
+    curl -fsS "$GATEWAY/metrics" | awk '
+        /^flashsale_publish_total\{outcome="confirmed"\}/ { m = $2 }
+        /^flashsale_reservations_total\{outcome="RESERVED"\}/ { r = $2 }
+        END { printf "%d %d\n", m, r }'
+}
+amqp_before=$(amqp_counts)
 run sustain sustain -c "$CONCURRENCY" -d "$DURATION"
+paste -d' ' <(echo "$amqp_before") <(amqp_counts) |
+    awk '{ printf "messages %d\nreservations %d\n", $3 - $1, $4 - $2 }' >"$OUT/sustain.amqp"
 # Closed-loop latency at saturation is just concurrency / throughput; the open loop at half the closed-loop rate
 # shows the latency of a load the stack carries.
 half=$(awk -v r="$(rate_of sustain)" 'BEGIN { printf "%d", r / 2 }')

@@ -128,12 +128,13 @@ pub fn print(dir: &Path, evalsha_per_s: f64) -> anyhow::Result<()> {
         ),
         (
             format!(
-                "sustain p99 ≤ 20 ms: {:.1} ms closed loop (open loop at {:.0} req/s: {:.1} ms)",
-                p(&sustain, "p99"),
+                "sustain open-loop p99 ≤ 20 ms at half the closed-loop rate: {:.1} ms at {:.0} req/s (closed loop \
+                 {:.1} ms)",
+                p(&sustain_open, "p99"),
                 num(&sustain_open, &["rate"]),
-                p(&sustain_open, "p99")
+                p(&sustain, "p99")
             ),
-            p(&sustain, "p99") <= 20.0,
+            p(&sustain_open, "p99") <= 20.0,
         ),
         (
             format!("last row ≤ 1 s after the last 202: {lag:.0} ms"),
@@ -141,10 +142,10 @@ pub fn print(dir: &Path, evalsha_per_s: f64) -> anyhow::Result<()> {
         ),
         (
             format!(
-                "order-writer ≥ 30,000 rows/s (backlog): {:.0}",
+                "order-writer ≥ 50,000 rows/s (backlog): {:.0}",
                 rps(&writer)
             ),
-            rps(&writer) >= 30_000.0 && clean(&writer) == "clean",
+            rps(&writer) >= 50_000.0 && clean(&writer) == "clean",
         ),
         (
             format!("gateway RSS ≤ 50 MiB under sustain: {rss:.1} MiB"),
@@ -224,6 +225,7 @@ pub fn print(dir: &Path, evalsha_per_s: f64) -> anyhow::Result<()> {
         println!("  [{}] {text}", check(ok));
     }
     println!();
+    broker_messages(dir);
     cpu_per_request(
         dir,
         &[
@@ -233,6 +235,30 @@ pub fn print(dir: &Path, evalsha_per_s: f64) -> anyhow::Result<()> {
         ],
     );
     Ok(())
+}
+
+/// Group commit's effect: RabbitMQ messages the gateway published per reservation during sustain, from
+/// `sustain.amqp` (written by scripts/bench.sh from the gateway's /metrics).
+fn broker_messages(dir: &Path) {
+    let Ok(text) = std::fs::read_to_string(dir.join("sustain.amqp")) else {
+        return;
+    };
+    let value = |key: &str| {
+        text.lines()
+            .filter_map(|l| l.split_once(' '))
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, v)| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let (messages, reservations) = (value("messages"), value("reservations"));
+    if reservations > 0.0 {
+        println!(
+            "sustain: {reservations:.0} reservations in {messages:.0} broker messages ({:.3} per reservation, \
+             {:.1} reservations per message)\n",
+            messages / reservations,
+            reservations / messages.max(1.0)
+        );
+    }
 }
 
 /// Where the machine's CPU went: microseconds of CPU per request, by process, from `<scenario>.cpu` (written

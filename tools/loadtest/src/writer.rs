@@ -1,7 +1,8 @@
 //! `writer`: order-writer's own ceiling, which `sustain` cannot show when the gateway feeds it slower than it
-//! writes. Publishes N `reservation.created` messages for one sale to queues of its own (`<prefix>bench-<run>.`),
-//! starts order-writer in this process on that backlog (the service's library, with the same settings), and times
-//! how long the rows take to reach PostgreSQL. Then it stops the writer and deletes its queues.
+//! writes. Publishes N `reservation.created` for one sale, group-committed as the gateway does, to queues of its
+//! own (`<prefix>bench-<run>.`), starts order-writer in this process on that backlog (the service's library, with
+//! the same settings), and times how long the rows take to reach PostgreSQL. Then it stops the writer and deletes
+//! its queues.
 
 use crate::report::{Report, Verification};
 use crate::scenarios::Context;
@@ -39,11 +40,18 @@ pub async fn drain_backlog(ctx: &Context, orders: usize) -> anyhow::Result<Repor
         &prometheus::Registry::new(),
     )
     .await?;
+    // The backlog in the messages the gateway makes: group-committed as its settings say.
+    let group = flashsale_broker::GroupCommit::start(
+        publisher.clone(),
+        std::time::Duration::from_micros(settings.gateway.group_commit_linger_us),
+        settings.gateway.group_commit_max,
+        &prometheus::Registry::new(),
+    );
     let published = Instant::now();
     let sale_id = SaleId::new(sale).context("sale id")?;
     stream::iter(0..orders)
         .map(|i| {
-            let publisher = &publisher;
+            let group = &group;
             let run = &ctx.run;
             async move {
                 let now = Utc::now();
@@ -57,8 +65,8 @@ pub async fn drain_backlog(ctx: &Context, orders: usize) -> anyhow::Result<Repor
                     now + ChronoDuration::seconds(i64::from(WINDOW_SECS)),
                 );
                 let body = serde_json::to_vec(&message)?;
-                publisher
-                    .publish(&message.routing_key(), &message.order_id.to_string(), &body)
+                group
+                    .publish(&message.routing_key(), &message.order_id.to_string(), body)
                     .await?;
                 anyhow::Ok(())
             }
