@@ -2,6 +2,7 @@
 //! prescribes; dependency failures are 503 with Retry-After; a 500 body says only "internal error" and the
 //! cause goes to the log, once, here.
 
+pub mod cors;
 pub mod openapi;
 
 use actix_web::http::StatusCode;

@@ -56,7 +56,9 @@ impl Stock {
             .arg(w.remaining)
             .arg(self.keys_expire_at_ms(s))
             .arg(if may_restore_stock { "1" } else { "0" })
-            .arg(fields.len() * 2);
+            .arg(fields.len() * 2)
+            .arg(self.keys.restock_channel())
+            .arg(s.id.get());
         for (field, value) in &fields {
             invocation.arg(field).arg(value);
         }

@@ -8,7 +8,6 @@
 pub mod applier;
 pub mod apply;
 pub mod consumer;
-pub mod cors;
 pub mod error;
 pub mod event;
 pub mod follow_up;
@@ -137,8 +136,10 @@ impl App {
                     routes::configure(cfg, simulator, doc.clone());
                 })
                 .default_service(web::to(routes::not_found))
-                .wrap(cors::cors(&origins))
-                .wrap(actix_web::middleware::from_fn(cors::refusals_as_json))
+                .wrap(flashsale_api_error::cors::cors(&origins, &[]))
+                .wrap(actix_web::middleware::from_fn(
+                    flashsale_api_error::cors::refusals_as_json,
+                ))
                 // nosniff and no-store like the gateway; HSTS is the gateway's setting (docs/protection.md).
                 .wrap(flashsale_platform::headers::security_headers(0))
                 .wrap(actix_web::middleware::from_fn(track_http))

@@ -10,8 +10,10 @@
 -- KEYS[1] sale hash  KEYS[2] stock  KEYS[3] buyers hash  KEYS[4] outbox zset  KEYS[5] deadlines zset
 -- ARGV[1] incarnation (PostgreSQL created_at, µs)  ARGV[2] remaining units  ARGV[3] expire-at (ms, Unix)
 -- ARGV[4] '1' = missing stock may be restored  ARGV[5] n = number of sale hash arguments (field, value, ...)
--- ARGV[6 .. 5+n] sale hash field/value pairs   ARGV[6+n] units sold (paid)   ARGV[7+n] reservation key prefix
--- ARGV[8+n ..] active orders, 7 values each: order id, user, qty, amount, created_ms, expires_ms, 'held'|'paid'
+-- ARGV[6] restock channel  ARGV[7] sale id (announced there when the stock is written: the live feed and the
+-- sold-out memory of every gateway re-read the sale at once, instead of at their next periodic check)
+-- ARGV[8 .. 7+n] sale hash field/value pairs   ARGV[8+n] units sold (paid)   ARGV[9+n] reservation key prefix
+-- ARGV[10+n ..] active orders, 7 values each: order id, user, qty, amount, created_ms, expires_ms, 'held'|'paid'
 -- The counters version `v` (what the live feed's event ids carry) starts at Redis TIME in ms × 1000 whenever the
 -- hash is written anew, so it stays above every version the lost or replaced state ever reached (that would take
 -- over 1,000 changes per ms on average), and goes up by one when the stock is restored.
@@ -30,8 +32,8 @@ if not has_stock and ARGV[4] ~= '1' then return 'WAIT' end
 
 local n = tonumber(ARGV[5])
 if not has_hash then
-  for i = 6, 5 + n, 200 do
-    redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(i + 199, 5 + n)))
+  for i = 8, 7 + n, 200 do
+    redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(i + 199, 7 + n)))
   end
   local t = redis.call('TIME')
   redis.call('HSET', KEYS[1], 'v', string.format('%.0f', tonumber(t[1]) * 1000000 + math.floor(tonumber(t[2]) / 1000)))
@@ -39,9 +41,9 @@ end
 if has_stock then
   reply = 'LIVE'
 else
-  redis.call('HSET', KEYS[1], 'sold', ARGV[6 + n])
-  local prefix = ARGV[7 + n]
-  for i = 8 + n, #ARGV, 7 do
+  redis.call('HSET', KEYS[1], 'sold', ARGV[8 + n])
+  local prefix = ARGV[9 + n]
+  for i = 10 + n, #ARGV, 7 do
     local id, user, state = ARGV[i], ARGV[i + 1], ARGV[i + 6]
     local res = prefix .. id
     redis.call('HSET', res, 'user', user, 'qty', ARGV[i + 2], 'amount', ARGV[i + 3],
@@ -52,6 +54,7 @@ else
   end
   redis.call('SET', KEYS[2], ARGV[2])
   if has_hash then redis.call('HINCRBY', KEYS[1], 'v', 1) end
+  redis.call('PUBLISH', ARGV[6], ARGV[7])
 end
 
 for i = 1, 5 do

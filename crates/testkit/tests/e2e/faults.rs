@@ -236,7 +236,9 @@ async fn an_order_writer_killed_mid_burst_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sale_lost_by_redis_answers_503_until_it_is_warmed_from_postgres() {
-    let env = TestEnv::new().await;
+    // The live feed's periodic re-read far away: only warm.lua's announcement can bring the restored counters
+    // to an open stream in time.
+    let env = TestEnv::with(|s| s.sse.recheck_ms = 60_000).await;
     let gw = env.spawn_gateway().await;
     let _writer = env.spawn_order_writer().await;
     let sale = gw.create_sale(&env, &SaleSpec::stock(5)).await;
@@ -245,6 +247,14 @@ async fn a_sale_lost_by_redis_answers_503_until_it_is_warmed_from_postgres() {
         StatusCode::ACCEPTED
     );
     eventually(DRAIN, || env.order_count(sale), 1).await;
+    let mut stream = flashsale_testkit::SseStream::open(
+        &gw.http,
+        &format!("{}/api/v1/sales/{sale}/events", gw.base),
+        None,
+    )
+    .await;
+    let first = stream.until(DRAIN, |d| d["remaining"] == 4).await;
+    assert!(first.is_some(), "the stream opens with the counters");
 
     // Redis restarts empty (only this test's keys, never FLUSHDB).
     let mut redis = env
@@ -270,6 +280,14 @@ async fn a_sale_lost_by_redis_answers_503_until_it_is_warmed_from_postgres() {
 
     // The warmer restores it from PostgreSQL: remaining = total - held, and the buyer's limit still holds.
     eventually(DRAIN, || env.remaining(sale), Some(4)).await;
+    // The restore is announced: the open stream shows the restored counters at once, not a minute later.
+    let restored = stream
+        .until(Duration::from_secs(2), |d| d["remaining"] == 4)
+        .await;
+    assert!(
+        restored.is_some(),
+        "the open stream saw the restored sale within 2 s"
+    );
     let again = gw.reserve(sale, &env.token("uma")).await;
     assert_eq!(again.code(), "LIMIT_EXCEEDED", "{again:?}");
     let fresh = gw.reserve(sale, &env.token("vic")).await;
