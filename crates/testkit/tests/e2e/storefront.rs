@@ -4,6 +4,7 @@
 //! `paid` with the shipping priority, while a second buyer sees the stock fall live and then "sold out".
 
 mod chromium;
+mod refusals;
 
 use chromium::{Chromium, click, text, value, wait_text};
 use chrono::{Duration as ChronoDuration, Utc};
@@ -13,6 +14,15 @@ use reqwest::{Method, StatusCode};
 use std::time::Duration;
 
 const SEEN: Duration = Duration::from_secs(10);
+
+/// Waits until the JavaScript `expression` is true in `page`, at most `SEEN`.
+async fn wait_true(page: &chromiumoxide::Page, expression: &str, what: &str) {
+    let deadline = tokio::time::Instant::now() + SEEN;
+    while value(page, expression).await.as_deref() != Some("true") {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
 
 fn header(reply: &flashsale_testkit::Reply, name: &str) -> String {
     reply
@@ -215,14 +225,7 @@ async fn a_buyer_signs_in_waits_buys_once_on_a_double_click_and_pays_while_anoth
     // The start: Buy turns on by itself; a double click makes one order.
     let buy = format!(r#"{card} [data-test="buy"]"#);
     let enabled = format!("!document.querySelector('{card} [data-test=\"buy\"]').disabled");
-    let deadline = tokio::time::Instant::now() + SEEN;
-    while value(&alice, &enabled).await.as_deref() != Some("true") {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "Buy never turned on"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_true(&alice, &enabled, "Buy never turned on").await;
     assert!(
         Utc::now() >= starts - ChronoDuration::milliseconds(300),
         "Buy on before the start"
@@ -253,14 +256,7 @@ async fn a_buyer_signs_in_waits_buys_once_on_a_double_click_and_pays_while_anoth
 
     // Buying again is refused in words, with the code.
     wait_text(&alice, "#message", SEEN, |t| t.starts_with("Reserved")).await;
-    let deadline = tokio::time::Instant::now() + SEEN;
-    while value(&alice, &enabled).await.as_deref() != Some("true") {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "Buy never turned back on"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_true(&alice, &enabled, "Buy never turned back on").await;
     click(&alice, &buy).await;
     wait_text(&alice, r#"[data-test="message"]"#, SEEN, |t| {
         t.contains("already hold")

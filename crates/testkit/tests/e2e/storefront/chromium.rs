@@ -164,14 +164,25 @@ pub async fn wait_text(
     }
 }
 
-/// A real mouse click on the first element matching `selector`.
+/// A real mouse click on the first element matching `selector`. The page repaints a sale's card whenever its
+/// live counters change, so the node found may be gone before the click reaches it ("Could not find node"):
+/// then it is found again, as a buyer's next look would, for a few tries.
 pub async fn click(page: &Page, selector: &str) {
     // Input goes to the tab in front.
     page.bring_to_front().await.expect("bring to front");
-    page.find_element(selector)
-        .await
-        .unwrap_or_else(|e| panic!("{selector}: {e}"))
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("click {selector}: {e}"));
+    let mut tries = 0;
+    loop {
+        let clicked = match page.find_element(selector).await {
+            Ok(element) => element.click().await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        match clicked {
+            Ok(()) => return,
+            Err(e) if tries < 10 && e.to_string().contains("Could not find node") => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("click {selector}: {e}"),
+        }
+    }
 }
