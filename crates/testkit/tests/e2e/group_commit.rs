@@ -4,17 +4,14 @@
 //! `faults.rs`.)
 
 use crate::expiry::{count_status, sale_with_window};
-use chrono::{Duration as ChronoDuration, Utc};
-use flashsale_broker::{Names, Publisher};
-use flashsale_domain::{
-    Money, OrderId, RESERVATION_BATCH_TYPE, ReservationBatch, ReservationCreated, SaleId, UserId,
-};
+use crate::poison::{message as member, publisher};
+use flashsale_broker::Names;
+use flashsale_domain::{RESERVATION_BATCH_TYPE, ReservationBatch, SaleId};
 use flashsale_testkit::env::DRAIN;
 use flashsale_testkit::{SaleSpec, TestEnv, eventually};
 use futures_util::future::join_all;
 use lapin::options::BasicGetOptions;
 use lapin::types::AMQPValue;
-use prometheus::Registry;
 use reqwest::StatusCode;
 use std::collections::HashSet;
 use std::time::Duration;
@@ -71,19 +68,6 @@ async fn a_burst_shares_messages_and_every_202_becomes_one_order_and_one_payment
     env.cleanup().await;
 }
 
-fn member(sale: SaleId, user: &str) -> ReservationCreated {
-    let now = Utc::now();
-    ReservationCreated::new(
-        OrderId::new_v7(),
-        sale,
-        UserId::parse(user).expect("valid"),
-        1,
-        Money::from_minor(299_000),
-        now,
-        now + ChronoDuration::seconds(60),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn one_undecodable_member_is_dead_lettered_alone_while_its_neighbours_become_orders() {
     let env = TestEnv::new().await;
@@ -91,15 +75,7 @@ async fn one_undecodable_member_is_dead_lettered_alone_while_its_neighbours_beco
     let sale = gw.create_sale(&env, &SaleSpec::stock(5)).await;
     gw.stop().await;
     let _writer = env.spawn_order_writer().await;
-    let publisher = Publisher::start(
-        &env.settings.amqp,
-        Names::new(&env.settings.amqp.prefix),
-        "test",
-        [60],
-        &Registry::new(),
-    )
-    .await
-    .expect("publisher");
+    let publisher = publisher(&env).await;
 
     let (a, b) = (member(sale, "ada"), member(sale, "bea"));
     let bad = br#"{"v":1,"order_id":"not-an-order"}"#.to_vec();

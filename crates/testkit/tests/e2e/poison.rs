@@ -17,7 +17,8 @@ use prometheus::Registry;
 use secrecy::{ExposeSecret, SecretString};
 use std::time::Duration;
 
-fn message(sale: SaleId, user: &str) -> ReservationCreated {
+/// A valid `reservation.created` of one unit for `user`, due in 60 s (also used by `group_commit.rs`).
+pub(crate) fn message(sale: SaleId, user: &str) -> ReservationCreated {
     let now = Utc::now();
     ReservationCreated::new(
         OrderId::new_v7(),
@@ -30,7 +31,8 @@ fn message(sale: SaleId, user: &str) -> ReservationCreated {
     )
 }
 
-async fn publisher(env: &TestEnv) -> Publisher {
+/// A confirmed publisher on the test's own topology (payment window 60 s).
+pub(crate) async fn publisher(env: &TestEnv) -> Publisher {
     Publisher::start(
         &env.settings.amqp,
         Names::new(&env.settings.amqp.prefix),
