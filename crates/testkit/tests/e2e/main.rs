@@ -13,6 +13,7 @@ mod health;
 mod lifecycle;
 mod limits;
 mod loadtest;
+mod lost_sale;
 mod openapi;
 mod order_writer;
 mod orders;
