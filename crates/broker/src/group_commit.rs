@@ -59,19 +59,23 @@ impl GroupCommit {
 
     /// Publishes `body` (one `reservation.created`) together with whatever else arrives within the linger
     /// and answers once the message carrying it is confirmed (or failed).
+    /// Takes what it sends by value: the reservation path builds each of them once for this call.
     pub async fn publish(
         &self,
-        routing_key: &str,
-        message_id: &str,
+        routing_key: String,
+        message_id: String,
         body: Vec<u8>,
     ) -> Result<(), PublishError> {
         let Some(tx) = &self.tx else {
-            return self.publisher.publish(routing_key, message_id, &body).await;
+            return self
+                .publisher
+                .publish(&routing_key, &message_id, &body)
+                .await;
         };
         let (answer, rx) = oneshot::channel();
         let member = Member {
-            routing_key: routing_key.to_owned(),
-            message_id: message_id.to_owned(),
+            routing_key,
+            message_id,
             body,
             answer,
         };
@@ -110,11 +114,9 @@ async fn collect(
             }
         }
         let mut by_key: BTreeMap<String, Vec<Member>> = BTreeMap::new();
-        for member in buf.drain(..) {
-            by_key
-                .entry(member.routing_key.clone())
-                .or_default()
-                .push(member);
+        for mut member in buf.drain(..) {
+            let key = std::mem::take(&mut member.routing_key);
+            by_key.entry(key).or_default().push(member);
         }
         for (routing_key, members) in by_key {
             sizes.observe(members.len() as f64);

@@ -70,7 +70,7 @@ pub async fn reserve(
     // answer is that message's outcome.
     match state
         .group
-        .publish(&message.routing_key(), &order_id.to_string(), body)
+        .publish(message.routing_key(), order_id.to_string(), body)
         .await
     {
         Ok(()) => {

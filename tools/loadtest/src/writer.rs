@@ -66,7 +66,7 @@ pub async fn drain_backlog(ctx: &Context, orders: usize) -> anyhow::Result<Repor
                 );
                 let body = serde_json::to_vec(&message)?;
                 group
-                    .publish(&message.routing_key(), &message.order_id.to_string(), body)
+                    .publish(message.routing_key(), message.order_id.to_string(), body)
                     .await?;
                 anyhow::Ok(())
             }

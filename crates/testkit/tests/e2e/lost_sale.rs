@@ -8,6 +8,20 @@ use flashsale_testkit::{SaleSpec, TestEnv, eventually};
 use reqwest::StatusCode;
 use std::time::Duration;
 
+/// Deletes these keys of the test's own sale, as a Redis that lost them would (never FLUSHDB).
+async fn delete(env: &TestEnv, keys: impl IntoIterator<Item = String>) {
+    let mut redis = env
+        .redis()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let _: () = redis::cmd("DEL")
+        .arg(keys.into_iter().collect::<Vec<_>>())
+        .query_async(&mut redis)
+        .await
+        .expect("del");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sale_lost_by_redis_answers_503_until_it_is_warmed_from_postgres() {
     // The live feed's periodic re-read far away: only warm.lua's announcement can bring the restored counters
@@ -31,19 +45,8 @@ async fn a_sale_lost_by_redis_answers_503_until_it_is_warmed_from_postgres() {
     assert!(first.is_some(), "the stream opens with the counters");
 
     // Redis restarts empty (only this test's keys, never FLUSHDB).
-    let mut redis = env
-        .redis()
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis");
     let keys = env.stock.keys();
-    let _: () = redis::cmd("DEL")
-        .arg(keys.sale(sale))
-        .arg(keys.stock(sale))
-        .arg(keys.buyers(sale))
-        .query_async(&mut redis)
-        .await
-        .expect("del");
+    delete(&env, [keys.sale(sale), keys.stock(sale), keys.buyers(sale)]).await;
     let lost = gw.reserve(sale, &env.token("vic")).await;
     assert_eq!(
         lost.status,
@@ -82,18 +85,8 @@ async fn a_long_ended_sale_lost_by_redis_is_answered_from_postgres() {
         ..SaleSpec::stock(5)
     };
     let sale = gw.create_sale(&env, &spec).await;
-    let mut redis = env
-        .redis()
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis");
     let keys = env.stock.keys();
-    let _: () = redis::cmd("DEL")
-        .arg(keys.sale(sale))
-        .arg(keys.stock(sale))
-        .query_async(&mut redis)
-        .await
-        .expect("del");
+    delete(&env, [keys.sale(sale), keys.stock(sale)]).await;
 
     let status = gw.sale(sale).await;
     assert_eq!(status.status, StatusCode::OK, "{status:?}");
