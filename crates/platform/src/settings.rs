@@ -7,7 +7,7 @@
 
 use anyhow::Context;
 use config::{Config, Environment, File, FileFormat};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 mod breaker;
@@ -53,11 +53,21 @@ pub struct TelemetrySettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisSettings {
+    pub mode: RedisMode,
+    /// One URL, or (cluster mode) seed node URLs, comma-separated.
     pub url: SecretString,
     pub key_prefix: String,
     pub response_timeout_ms: u64,
     pub connect_timeout_ms: u64,
     pub retention_secs: u64,
+}
+
+/// One Redis (or a primary with replicas behind one address), or a Redis Cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedisMode {
+    Single,
+    Cluster,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -233,6 +243,11 @@ impl Settings {
              a reservation whose gateway is still waiting for its confirm",
             self.outbox.relay_age_ms,
             self.amqp.confirm_timeout_ms
+        );
+        anyhow::ensure!(
+            self.redis.mode == RedisMode::Cluster || !self.redis.url.expose_secret().contains(','),
+            "redis.url lists several addresses but redis.mode is \"single\": set redis.mode = \"cluster\" \
+             for a Redis Cluster"
         );
         anyhow::ensure!(
             !self.redis.key_prefix.contains(['{', '}']),

@@ -1,18 +1,13 @@
-//! The stock client: one shared multiplexed connection (`ConnectionManager` reconnects by itself after I/O
-//! errors) and the Lua scripts, hashed once at start-up and run by SHA (`invoke_async` reloads a script on
-//! NOSCRIPT, which happens after a Redis restart, failover or SCRIPT FLUSH).
-//!
-//! A failover can leave the connection open to a node that has become a read-only replica: every write then
-//! fails with READONLY while the socket stays healthy, so `ConnectionManager` never reconnects. The client
-//! replaces its connection when it sees READONLY, so the next command reaches whatever the URL points at now.
+//! The stock client: one shared multiplexed connection (to one Redis or a Redis Cluster, `conn.rs`) and the
+//! Lua scripts, hashed once at start-up and run by SHA (`invoke_async` reloads a script on NOSCRIPT, which
+//! happens after a Redis restart, failover or SCRIPT FLUSH).
 
+use crate::conn::{Conn, Link};
 use crate::keys::Keys;
+use flashsale_domain::SaleId;
 use flashsale_platform::settings::RedisSettings;
-use redis::Script;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use secrecy::ExposeSecret;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use redis::{FromRedisValue, Pipeline, Script};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -44,24 +39,11 @@ pub(crate) struct Scripts {
     pub expire: Script,
 }
 
-/// The shared connection, replaced whole when the node behind it turned read-only.
-pub(crate) struct Link {
-    client: redis::Client,
-    config: ConnectionManagerConfig,
-    current: RwLock<ConnectionManager>,
-    replacing: AtomicBool,
-}
-
 impl Stock {
     /// Connects (failing fast when Redis is down) and loads every script once.
     pub async fn connect(settings: &RedisSettings) -> anyhow::Result<Self> {
-        let client = redis::Client::open(settings.url.expose_secret())?;
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(Duration::from_millis(settings.response_timeout_ms)))
-            .set_connection_timeout(Some(Duration::from_millis(settings.connect_timeout_ms)))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let mut conn = ConnectionManager::new_with_config(client.clone(), config.clone()).await?;
+        let link = Link::connect(settings).await?;
+        let mut conn = link.conn();
         let scripts = Scripts {
             reserve: Script::new(include_str!("lua/reserve.lua")),
             cancel: Script::new(include_str!("lua/cancel.lua")),
@@ -83,12 +65,7 @@ impl Stock {
             script.load_async(&mut conn).await?;
         }
         Ok(Self {
-            link: Arc::new(Link {
-                client,
-                config,
-                current: RwLock::new(conn),
-                replacing: AtomicBool::new(false),
-            }),
+            link: Arc::new(link),
             keys: Keys::new(settings.key_prefix.clone()),
             scripts: Arc::new(scripts),
             retention: Duration::from_secs(settings.retention_secs),
@@ -100,16 +77,33 @@ impl Stock {
     }
 
     /// A handle on the shared connection (cheap: a clone of the multiplexed connection).
-    pub(crate) fn conn(&self) -> ConnectionManager {
-        match self.link.current.read() {
-            Ok(conn) => conn.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+    pub(crate) fn conn(&self) -> Conn {
+        self.link.conn()
     }
 
     /// A dedicated connection for Pub/Sub (a subscribed connection can do nothing else).
     pub(crate) async fn pubsub(&self) -> redis::RedisResult<redis::aio::PubSub> {
-        self.link.client.get_async_pubsub().await
+        self.link.pubsub().await
+    }
+
+    /// One pipeline per sale (`build`), sent together: on one Redis the multiplexed connection writes them
+    /// back to back (one round trip); on a cluster each goes to its sale's primary, since a pipeline may not
+    /// span slots. Answers each pipeline's reply, in the order of `sales`.
+    pub(crate) async fn per_sale<T: FromRedisValue>(
+        &self,
+        sales: &[SaleId],
+        build: impl Fn(SaleId) -> Pipeline,
+    ) -> Result<Vec<T>, StockError> {
+        let calls = sales.iter().map(|sale| {
+            let pipe = build(*sale);
+            let mut conn = self.conn();
+            async move { pipe.query_async::<T>(&mut conn).await }
+        });
+        futures_util::future::join_all(calls)
+            .await
+            .into_iter()
+            .map(|reply| self.checked(reply))
+            .collect()
     }
 
     /// Passes a command's result through, replacing the connection first if Redis said READONLY.
@@ -126,23 +120,4 @@ impl Stock {
 /// READONLY, also when a script's write hit a replica (then the code is wrapped in the script error).
 fn is_read_only(e: &redis::RedisError) -> bool {
     e.code() == Some("READONLY") || e.to_string().contains("READONLY")
-}
-
-impl Link {
-    fn replace(&self) {
-        if self.replacing.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        // Lazy: connects on first use, so this never blocks the request that saw READONLY.
-        match ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone()) {
-            Ok(fresh) => {
-                tracing::warn!("Redis answered READONLY (failover?); reconnecting");
-                if let Ok(mut current) = self.current.write() {
-                    *current = fresh;
-                }
-            }
-            Err(error) => tracing::error!(%error, "cannot create a new Redis connection"),
-        }
-        self.replacing.store(false, Ordering::Release);
-    }
 }

@@ -1,9 +1,10 @@
 //! Redis, the fast admission ledger: key names, Lua scripts and the client that runs them, one file per job.
 //!
-//! Reads `redis.url`, `redis.key_prefix`, `redis.response_timeout_ms`, `redis.connect_timeout_ms` and
+//! Reads `redis.mode`, `redis.url`, `redis.key_prefix`, `redis.response_timeout_ms`, `redis.connect_timeout_ms` and
 //! `redis.retention_secs`.
 
 pub mod client;
+mod conn;
 pub mod keys;
 pub mod live;
 mod lookup;

@@ -77,34 +77,27 @@ impl Stock {
         Ok(self.counters_of(&[sale]).await?.pop().flatten())
     }
 
-    /// The counters of each sale, in order (`None`: no state), in one pipelined round trip; each sale's fields
-    /// are read in one MULTI, so a version always names the counters read with it.
+    /// The counters of each sale, in order (`None`: no state), sent together; each sale's fields are read in
+    /// one MULTI, so a version always names the counters read with it.
     pub async fn counters_of(&self, sales: &[SaleId]) -> Result<Vec<Option<Counters>>, StockError> {
         if sales.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for sale in sales {
-            pipe.cmd("HMGET")
-                .arg(self.keys.sale(*sale))
-                .arg("v")
-                .arg("sold")
-                .get(self.keys.stock(*sale));
-        }
-        let flat: Vec<redis::Value> = self.checked(pipe.query_async(&mut self.conn()).await)?;
-        flat.chunks(2)
-            .map(|pair| {
-                let (hash, stock) = match pair {
-                    [hash, stock] => (hash, stock),
-                    _ => return Err(StockError::Reply("counters: odd reply".into())),
-                };
-                let (version, sold): (Option<i64>, Option<i64>) = redis::from_redis_value_ref(hash)
-                    .map_err(|e| StockError::Reply(format!("counters: {e}")))?;
-                let remaining: Option<i64> = redis::from_redis_value_ref(stock)
-                    .map_err(|e| StockError::Reply(format!("counters: {e}")))?;
-                Ok(counters_from((version, sold, remaining)))
+        let replies: Vec<((Option<i64>, Option<i64>), Option<i64>)> = self
+            .per_sale(sales, |sale| {
+                let mut pipe = redis::pipe();
+                pipe.atomic()
+                    .cmd("HMGET")
+                    .arg(self.keys.sale(sale))
+                    .arg("v")
+                    .arg("sold")
+                    .get(self.keys.stock(sale));
+                pipe
             })
-            .collect()
+            .await?;
+        Ok(replies
+            .into_iter()
+            .map(|((version, sold), remaining)| counters_from((version, sold, remaining)))
+            .collect())
     }
 }

@@ -67,8 +67,8 @@ impl Stock {
             .map_err(StockError::Reply)
     }
 
-    /// Finds a reservation by order id among the given sales (one pipelined round trip). Used only while the
-    /// order row is not yet written, so a fresh order never answers 404.
+    /// Finds a reservation by order id among the given sales (one read per sale, sent together). Used only
+    /// while the order row is not yet written, so a fresh order never answers 404.
     pub async fn find_reservation(
         &self,
         order: OrderId,
@@ -77,16 +77,17 @@ impl Stock {
         if sales.is_empty() {
             return Ok(None);
         }
-        let mut pipe = redis::pipe();
-        for sale in sales {
-            pipe.hgetall(self.keys.reservation(*sale, order));
-        }
-        let rows: Vec<HashMap<String, String>> =
-            self.checked(pipe.query_async(&mut self.conn()).await)?;
+        let rows: Vec<(HashMap<String, String>,)> = self
+            .per_sale(sales, |sale| {
+                let mut pipe = redis::pipe();
+                pipe.hgetall(self.keys.reservation(sale, order));
+                pipe
+            })
+            .await?;
         Ok(sales
             .iter()
             .zip(rows)
-            .find_map(|(sale, row)| held_from(*sale, order, &row)))
+            .find_map(|(sale, (row,))| held_from(*sale, order, &row)))
     }
 
     /// The buyer's reservations in the given sales, as Redis holds them.
@@ -98,13 +99,15 @@ impl Stock {
         if sales.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for sale in sales {
-            pipe.hget(self.keys.buyers(*sale), user.as_str());
-        }
-        let held: Vec<Option<String>> = self.checked(pipe.query_async(&mut self.conn()).await)?;
+        let held: Vec<(Option<String>,)> = self
+            .per_sale(sales, |sale| {
+                let mut pipe = redis::pipe();
+                pipe.hget(self.keys.buyers(sale), user.as_str());
+                pipe
+            })
+            .await?;
         let mut found = Vec::new();
-        for (sale, order) in sales.iter().zip(held) {
+        for (sale, (order,)) in sales.iter().zip(held) {
             if let Some(order) = order.and_then(|o| o.parse::<OrderId>().ok())
                 && let Some(Some(r)) = self.reservations(*sale, &[order]).await?.pop()
             {

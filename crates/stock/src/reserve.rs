@@ -19,10 +19,10 @@ impl Stock {
         limits: &RateLimits,
     ) -> Result<ReserveOutcome, StockError> {
         let k = &self.keys;
+        // No key: the sale hash stands in, so every key of the call shares the sale's slot.
         let idem = req
             .idempotency_key
-            .map(|key| k.idempotency(req.sale, req.user, key))
-            .unwrap_or_default();
+            .map_or_else(|| k.sale(req.sale), |key| k.idempotency(req.sale, req.user, key));
         let reply: Vec<String> = self.checked(
             self.scripts
                 .reserve
@@ -69,9 +69,7 @@ impl Stock {
         idempotency_key: Option<&str>,
     ) -> Result<CancelOutcome, StockError> {
         let k = &self.keys;
-        let idem = idempotency_key
-            .map(|key| k.idempotency(sale, user, key))
-            .unwrap_or_default();
+        let idem = idempotency_key.map_or_else(|| k.sale(sale), |key| k.idempotency(sale, user, key));
         let reply: String = self.checked(
             self.scripts
                 .cancel

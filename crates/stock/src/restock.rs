@@ -37,12 +37,15 @@ impl Stock {
         })
     }
 
-    /// The remaining units of each sale, in order (`None`: no state), in one round trip.
+    /// The remaining units of each sale, in order (`None`: no state), sent together.
     pub async fn remaining_of(&self, sales: &[SaleId]) -> Result<Vec<Option<i64>>, StockError> {
-        let mut pipe = redis::pipe();
-        for sale in sales {
-            pipe.get(self.keys.stock(*sale));
-        }
-        self.checked(pipe.query_async(&mut self.conn()).await)
+        let replies: Vec<(Option<i64>,)> = self
+            .per_sale(sales, |sale| {
+                let mut pipe = redis::pipe();
+                pipe.get(self.keys.stock(sale));
+                pipe
+            })
+            .await?;
+        Ok(replies.into_iter().map(|(remaining,)| remaining).collect())
     }
 }

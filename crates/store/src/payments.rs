@@ -151,6 +151,25 @@ pub async fn of_order(conn: &mut AsyncPgConnection, order: Uuid) -> QueryResult<
         .await
 }
 
+/// Which of these orders have a payment that must be refunded (it arrived after the order expired, or after
+/// another payment paid it), served by `payments_by_order`.
+pub async fn refunds_owed(
+    conn: &mut AsyncPgConnection,
+    orders: &[Uuid],
+) -> QueryResult<std::collections::HashSet<Uuid>> {
+    if orders.is_empty() {
+        return Ok(Default::default());
+    }
+    let owed: Vec<Uuid> = payments::table
+        .filter(payments::order_id.eq_any(orders))
+        .filter(payments::status.eq(PaymentStatus::RefundRequired.as_str()))
+        .select(payments::order_id)
+        .distinct()
+        .load(conn)
+        .await?;
+    Ok(owed.into_iter().collect())
+}
+
 /// The payments, locked until the transaction ends (in id order, so concurrent batches never deadlock on them).
 pub async fn lock_many(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<PaymentRow>> {
     payments::table

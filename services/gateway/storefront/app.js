@@ -7,6 +7,9 @@ import * as sales from "./sales.js";
 import { refusal } from "./words.js";
 
 const message = document.getElementById("message");
+// Buy stays off at least this long after a press: the second click of a double click (an OS double-click
+// interval is about 500 ms) never becomes a second reservation, however fast the first was answered.
+const PRESS_HOLD_MS = 600;
 let countdown = null;
 
 /** Shows a refusal (an API answer) in words, its code in data-code, and counts its Retry-After down. */
@@ -42,19 +45,23 @@ async function buy(card) {
   // Disabled before anything else: the second click of a double click lands on a disabled button.
   card.busy = true;
   sales.repaint(card);
+  const pressed = Date.now();
   const answer = await reserve(card.sale.id, who.token, pressKey());
   if (answer.ok) {
     tell(`Reserved: ${card.sale.product_name}. Pay before the time runs out.`);
-    order.show(answer.data.order_id);
+    order.show(answer.data.order_id, answer.data);
   } else {
     say(answer);
     if (answer.code === "LIMIT_EXCEEDED" && answer.orderId) order.show(answer.orderId);
+    // The gateway's clock says the sale is over, whatever this tab's clock says: Buy stays off.
+    if (answer.code === "SALE_ENDED") sales.ended(card);
   }
   // After a 429 or 503, Buy stays off until Retry-After has passed.
+  const hold = Math.max((answer.retryAfter ?? 0) * 1000, PRESS_HOLD_MS - (Date.now() - pressed));
   setTimeout(() => {
     card.busy = false;
     sales.repaint(card);
-  }, (answer.retryAfter ?? 0) * 1000);
+  }, hold);
 }
 
 function showIdentity(who) {

@@ -7,9 +7,13 @@ import { duration, orderStatus } from "./words.js";
 
 const KEY = "flashsale.order";
 const POLL_MS = 1000;
+// A checkout opened before the deadline can still be paid after it: the order stays `expired` and the payment
+// is owed back (`refund_required` on the order). The page keeps reading that long after the deadline.
+const LATE_PAYMENT_MS = 10 * 60 * 1000;
 const FINAL = new Set(["paid", "expired", "refund_required", "rejected"]);
 let order = null; // the last answer of GET /api/v1/orders/{id}
 let orderId = null;
+let checkedOut = false; // this tab opened the provider's checkout for the order
 let timer = null;
 let tokenOf = () => null;
 let say = () => {};
@@ -17,10 +21,24 @@ let say = () => {};
 const $ = (id) => document.getElementById(id);
 const hook = (name) => document.querySelector(`[data-test="${name}"]`);
 
+/** What the buyer is told: an expired order whose late payment is owed back reads `refund_required`. */
+function shownStatus() {
+  if (order?.status === "expired" && order.refund_required) return "refund_required";
+  return order?.status ?? "pending_payment";
+}
+
+/** Whether nothing more can change for the order (so reading it again is pointless). */
+function settled() {
+  const status = shownStatus();
+  const lateWindow = Date.parse(order?.expires_at) + LATE_PAYMENT_MS;
+  if (status === "expired" && checkedOut && Date.now() < lateWindow) return false;
+  return FINAL.has(status);
+}
+
 function paint() {
   $("order").hidden = !orderId;
   if (!orderId) return;
-  const status = order?.status ?? "pending_payment";
+  const status = shownStatus();
   hook("order-status").textContent = status;
   $("order-words").textContent = orderStatus(status);
   const pending = status === "pending_payment";
@@ -39,7 +57,7 @@ async function refresh() {
   const answer = await getOrder(orderId, token);
   if (answer.ok) {
     order = answer.data;
-    if (FINAL.has(order.status)) stop();
+    if (settled()) stop();
   } else if (answer.code === "ORDER_NOT_FOUND") {
     forget();
   }
@@ -57,14 +75,18 @@ function forget() {
   sessionStorage.removeItem(KEY);
 }
 
-/** Shows and follows `id` until its status is final. */
-export function show(id) {
-  if (id !== orderId) order = null;
+/** Shows and follows `id` until its status is final; `first` (the 202's body) is shown until the order
+ *  is read, so the time left to pay is there at once. */
+export function show(id, first = null) {
+  if (id !== orderId) {
+    order = first;
+    checkedOut = false;
+  }
   orderId = id;
   sessionStorage.setItem(KEY, id);
   paint();
   refresh();
-  if (!timer) timer = setInterval(() => (FINAL.has(order?.status) ? paint() : refresh()), POLL_MS);
+  if (!timer) timer = setInterval(() => (settled() ? paint() : refresh()), POLL_MS);
 }
 
 /** Whether the buyer holds an order that still waits for payment. */
@@ -79,6 +101,7 @@ async function pay() {
   const tab = window.open("", "_blank");
   const answer = await checkout(orderId, tokenOf());
   if (answer.ok) {
+    checkedOut = true;
     if (tab) {
       tab.opener = null;
       tab.location.href = answer.data.checkout_url;

@@ -122,6 +122,12 @@ export function setSignedIn(yes) {
   cards.forEach(paint);
 }
 
+/** The gateway answered SALE_ENDED: the sale is over even if this tab's clock or feed has not said so. */
+export function ended(card) {
+  card.sale.status = "ended";
+  paint(card);
+}
+
 export function repaint(card) {
   paint(card);
 }

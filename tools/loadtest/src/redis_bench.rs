@@ -49,7 +49,8 @@ pub async fn evalsha_args(ctx: &Context) -> anyhow::Result<Vec<String>> {
         k.outbox(sale),
         tagged("res:__rand_int__"),
         tagged("rate:user:__rand_int__"),
-        String::new(),
+        // No Idempotency-Key: the sale hash stands in (reserve.lua's KEYS[7]).
+        k.sale(sale),
         k.deadlines(sale),
         "__rand_int__".into(),
         "rb-__rand_int__".into(),

@@ -7,7 +7,8 @@
 --
 -- KEYS[1] sale hash        KEYS[2] stock (remaining units)   KEYS[3] buyers hash (user -> order id)
 -- KEYS[4] outbox zset      KEYS[5] reservation hash (new)    KEYS[6] buyer rate bucket
--- KEYS[7] idempotency key or ''                              KEYS[8] deadlines zset (held reservations by deadline)
+-- KEYS[7] idempotency key, or KEYS[1] again when there is none (every key in one slot, as a cluster requires)
+-- KEYS[8] deadlines zset (held reservations by deadline)
 -- ARGV[1] order id  ARGV[2] user id  ARGV[3] quantity  ARGV[4] idempotency ttl (s)
 -- ARGV[5] buyer rate/s  ARGV[6] buyer burst  ARGV[7] counters channel  ARGV[8] sale id
 -- ARGV[9] announce at most every this many ms (the gateways' live feed re-reads once more after that long, so a
@@ -27,7 +28,7 @@ local qty = tonumber(ARGV[3])
 
 -- A retry with the same key answers the first 202 and costs nothing. The '|p' mark tells a gateway whose
 -- publish failed that a 202 for this reservation was already given, so it must not release it.
-if KEYS[7] ~= '' then
+if KEYS[7] ~= KEYS[1] then
   local prev = redis.call('GET', KEYS[7])
   if prev then
     local id, q, amount, created, expires = string.match(prev, '^([^|]+)|(%d+)|(%d+)|(%d+)|(%d+)')
@@ -86,7 +87,7 @@ if meta[6] then
   redis.call('PEXPIREAT', KEYS[4], meta[6])
   redis.call('PEXPIREAT', KEYS[8], meta[6])
 end
-if KEYS[7] ~= '' then
+if KEYS[7] ~= KEYS[1] then
   redis.call('SET', KEYS[7], ARGV[1] .. '|' .. ARGV[3] .. '|' .. amount .. '|' .. created .. '|' .. expires,
     'EX', tonumber(ARGV[4]))
 end

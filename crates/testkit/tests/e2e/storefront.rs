@@ -4,9 +4,11 @@
 //! `paid` with the shipping priority, while a second buyer sees the stock fall live and then "sold out".
 
 mod chromium;
+mod ended;
+mod late;
 mod refusals;
 
-use chromium::{Chromium, click, text, value, wait_text};
+use chromium::{Chromium, click, double_click, text, value, wait_text};
 use chrono::{Duration as ChronoDuration, Utc};
 use flashsale_testkit::services::spawn_gateway_with;
 use flashsale_testkit::{SaleSpec, TestEnv};
@@ -230,10 +232,7 @@ async fn a_buyer_signs_in_waits_buys_once_on_a_double_click_and_pays_while_anoth
         Utc::now() >= starts - ChronoDuration::milliseconds(300),
         "Buy on before the start"
     );
-    alice.bring_to_front().await.expect("front");
-    let button = alice.find_element(buy.as_str()).await.expect("buy");
-    button.click().await.expect("click");
-    button.click().await.expect("second click");
+    double_click(&alice, &buy).await;
     wait_text(&alice, r#"[data-test="order-status"]"#, SEEN, |t| {
         t == "pending_payment"
     })
@@ -251,12 +250,16 @@ async fn a_buyer_signs_in_waits_buys_once_on_a_double_click_and_pays_while_anoth
         1,
         "one order from a double click"
     );
+    // The 202 itself says the deadline: the time left shows at once, not after the order is read.
     let left = text(&alice, "#order-left").await.unwrap_or_default();
     assert!(left.contains(':'), "time left to pay: {left}");
-
-    // Buying again is refused in words, with the code.
     wait_text(&alice, "#message", SEEN, |t| t.starts_with("Reserved")).await;
+
+    // Buying again is refused in words, with the code. Until then the page sent one reservation: the
+    // second click of the double click sent none.
     wait_true(&alice, &enabled, "Buy never turned back on").await;
+    let sent = r#"performance.getEntriesByType("resource").filter((e) => e.name.endsWith("/reservations")).length"#;
+    assert_eq!(value(&alice, sent).await.as_deref(), Some("1"), "reservation requests sent");
     click(&alice, &buy).await;
     wait_text(&alice, r#"[data-test="message"]"#, SEEN, |t| {
         t.contains("already hold")
@@ -294,30 +297,9 @@ async fn a_buyer_signs_in_waits_buys_once_on_a_double_click_and_pays_while_anoth
 
     // Pay: the provider's checkout opens in a new tab.
     click(&alice, r#"[data-test="pay"]"#).await;
-    let checkout_prefix = format!("{}/psp/checkout/", pay.base);
-    let deadline = tokio::time::Instant::now() + SEEN;
-    let psp = loop {
-        let mut found = None;
-        for page in chrome.browser.pages().await.expect("pages") {
-            if page
-                .url()
-                .await
-                .ok()
-                .flatten()
-                .is_some_and(|u| u.starts_with(&checkout_prefix))
-            {
-                found = Some(page);
-            }
-        }
-        if let Some(page) = found {
-            break page;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the checkout never opened"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let psp = chrome
+        .wait_page(&format!("{}/psp/checkout/", pay.base), SEEN)
+        .await;
     wait_text(&psp, r#"[data-test="psp-pay"]"#, SEEN, |t| t == "Pay").await;
     click(&psp, r#"[data-test="psp-pay"]"#).await;
     wait_text(&psp, r#"[data-test="psp-result"]"#, SEEN, |t| {

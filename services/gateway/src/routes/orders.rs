@@ -13,7 +13,7 @@ use flashsale_api_error::openapi::{
 use flashsale_domain::{ErrorCode, Money, OrderId, OrderStatus, SaleId};
 use flashsale_stock::{HeldReservation, ReservationState};
 use flashsale_store::models::OrderRow;
-use flashsale_store::{StoreError, orders};
+use flashsale_store::{Conn, StoreError, orders, payments};
 use serde::Serialize;
 use std::collections::HashSet;
 use utoipa::ToSchema;
@@ -26,7 +26,8 @@ const MY_ORDERS_LIMIT: i64 = 100;
 #[schema(example = json!({
     "order_id": "019a9c3e-6f1d-7c44-9b1e-2f0c5a7d8e90", "sale_id": 1, "user_id": "alice", "quantity": 1,
     "amount": "2990.00", "status": "pending_payment", "created_at": "2026-11-23T10:05:00.123Z",
-    "expires_at": "2026-11-23T10:15:00.123Z", "paid_at": null, "shipping_priority": null
+    "expires_at": "2026-11-23T10:15:00.123Z", "paid_at": null, "shipping_priority": null,
+    "refund_required": false
 }))]
 pub(crate) struct OrderView {
     #[schema(format = Uuid)]
@@ -49,6 +50,9 @@ pub(crate) struct OrderView {
     /// Always present: `null` until paid.
     #[schema(minimum = 1, required = true)]
     shipping_priority: Option<i64>,
+    /// True when a payment for this order arrived too late (after the order expired, or after another
+    /// payment paid it) and is owed back to the buyer; the order keeps its status.
+    refund_required: bool,
     #[serde(skip)]
     #[schema(ignore)]
     sort_key: (chrono::DateTime<chrono::Utc>, String),
@@ -67,6 +71,7 @@ impl From<OrderRow> for OrderView {
             expires_at: rfc3339(o.expires_at),
             paid_at: o.paid_at.map(rfc3339),
             shipping_priority: o.shipping_priority,
+            refund_required: false,
             sort_key: (o.created_at, o.id.to_string()),
         }
     }
@@ -91,9 +96,37 @@ impl From<HeldReservation> for OrderView {
             expires_at: rfc3339(r.expires_at),
             paid_at: None,
             shipping_priority: None,
+            refund_required: false,
             sort_key: (r.created_at, r.order_id.to_string()),
         }
     }
+}
+
+/// Only a settled order can be owed a refund: a payment that arrives while it waits for payment pays it.
+fn may_owe_refund(status: OrderStatus) -> bool {
+    matches!(status, OrderStatus::Expired | OrderStatus::Paid)
+}
+
+/// Marks the rows whose order is owed a refund, in one query for all of them.
+async fn mark_refunds(conn: &mut Conn<'_>, rows: Vec<OrderRow>) -> Result<Vec<OrderView>, ApiError> {
+    let settled: Vec<_> = rows
+        .iter()
+        .filter(|o| may_owe_refund(o.status))
+        .map(|o| o.id)
+        .collect();
+    let owed = payments::refunds_owed(conn, &settled)
+        .await
+        .map_err(StoreError::from)?;
+    Ok(rows
+        .into_iter()
+        .map(|o| {
+            let refund_required = owed.contains(&o.id);
+            OrderView {
+                refund_required,
+                ..o.into()
+            }
+        })
+        .collect())
 }
 
 fn not_found() -> ApiError {
@@ -160,12 +193,18 @@ pub async fn get_order(
     let id = order_id(&path)?;
     let stored = async {
         let mut conn = state.pool.get().await.map_err(StoreError::from)?;
-        Ok::<_, ApiError>(orders::find(&mut conn, id).await?)
+        match orders::find(&mut conn, id).await? {
+            Some(row) if row.user_id == buyer.0.as_str() => {
+                Ok::<_, ApiError>(Some(mark_refunds(&mut conn, vec![row]).await?.remove(0)))
+            }
+            Some(_) => Err(not_found()),
+            None => Ok(None),
+        }
     }
     .await;
     let view: OrderView = match stored {
-        Ok(Some(row)) if row.user_id == buyer.0.as_str() => row.into(),
-        Ok(Some(_)) => return Err(not_found()),
+        Ok(Some(view)) => view,
+        Err(e) if e.code == ErrorCode::OrderNotFound => return Err(e), // another buyer's order
         // Not written yet, or the database is down: Redis knows every reservation still held.
         Ok(None) | Err(_) => {
             let found = held_reservation(&state, id).await?;
@@ -212,14 +251,14 @@ pub(crate) struct OrderList {
     security(("buyer_jwt" = [])),
 )]
 pub async fn my_orders(state: web::Data<AppState>, buyer: Buyer) -> Result<HttpResponse, ApiError> {
-    let stored = {
+    let mut views = {
         let mut conn = state.pool.get().await.map_err(StoreError::from)?;
-        orders::of_buyer(&mut conn, &buyer.0, MY_ORDERS_LIMIT).await?
+        let stored = orders::of_buyer(&mut conn, &buyer.0, MY_ORDERS_LIMIT).await?;
+        mark_refunds(&mut conn, stored).await?
     };
-    let written: HashSet<String> = stored.iter().map(|o| o.id.to_string()).collect();
+    let written: HashSet<String> = views.iter().map(|o| o.order_id.clone()).collect();
     let sales = live_sales(&state).await?;
     let pending = state.stock.reservations_of_buyer(&buyer.0, &sales).await?;
-    let mut views: Vec<OrderView> = stored.into_iter().map(OrderView::from).collect();
     views.extend(
         pending
             .into_iter()

@@ -2,6 +2,12 @@
 //! the DevTools protocol with chromiumoxide, with every console error, uncaught exception and non-network log
 //! error of every page collected.
 
+use chromiumoxide::cdp::browser_protocol::input::{
+    DispatchMouseEventParams, DispatchMouseEventType, MouseButton,
+};
+use chromiumoxide::cdp::browser_protocol::network::{
+    self, BlockPattern, SetBlockedUrLsParams,
+};
 use chromiumoxide::cdp::browser_protocol::log::{EventEntryAdded, LogEntryLevel, LogEntrySource};
 use chromiumoxide::cdp::js_protocol::runtime::{
     ConsoleApiCalledType, EventConsoleApiCalled, EventExceptionThrown,
@@ -72,12 +78,23 @@ impl Chromium {
 
     /// A new tab at `url`, its errors collected.
     pub async fn open(&self, url: &str) -> Page {
+        self.open_with(url, None).await
+    }
+
+    /// A new tab at `url` that runs `script` before any script of each document (a host page's
+    /// `window.flashsaleToken`, a clock set wrong), its errors collected.
+    pub async fn open_with(&self, url: &str, script: Option<&str>) -> Page {
         let page = self
             .browser
             .new_page("about:blank")
             .await
             .expect("new page");
         self.watch(&page).await;
+        if let Some(script) = script {
+            page.evaluate_on_new_document(script)
+                .await
+                .expect("Page.addScriptToEvaluateOnNewDocument");
+        }
         page.goto(url).await.expect("navigate");
         page
     }
@@ -112,6 +129,24 @@ impl Chromium {
                 }
             }
         });
+    }
+
+    /// The tab whose address starts with `prefix` (one the page opened), waited for at most `within`.
+    pub async fn wait_page(&self, prefix: &str, within: Duration) -> Page {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            for page in self.browser.pages().await.expect("pages") {
+                let url = page.url().await.ok().flatten();
+                if url.is_some_and(|u| u.starts_with(prefix)) {
+                    return page;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no tab at {prefix}* within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub fn errors(&self) -> Vec<String> {
@@ -161,6 +196,47 @@ pub async fn wait_text(
             "{selector}: condition not met within {within:?}; last saw {seen:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Makes every request of `page` whose URL matches one of `patterns` (URLPattern syntax, e.g.
+/// `*://*:*/api/v1/sales/7/events`) fail, as a network that drops them would.
+pub async fn block(page: &Page, patterns: &[String]) {
+    page.execute(network::EnableParams::default())
+        .await
+        .expect("Network.enable");
+    let blocked = SetBlockedUrLsParams::builder()
+        .url_patterns(patterns.iter().map(|p| BlockPattern::new(p.clone(), true)))
+        .build();
+    page.execute(blocked).await.expect("Network.setBlockedURLs");
+}
+
+/// A real double click on the first element matching `selector`: press, release, press, release (the second
+/// pair with click count 2), sent together so that they reach the page as one gesture, as a mouse sends them.
+pub async fn double_click(page: &Page, selector: &str) {
+    page.bring_to_front().await.expect("bring to front");
+    let element = page.find_element(selector).await.expect("element");
+    element.scroll_into_view().await.expect("scroll into view");
+    let point = element.clickable_point().await.expect("clickable point");
+    page.move_mouse(point).await.expect("mouse move");
+    let event = |kind, count| {
+        DispatchMouseEventParams::builder()
+            .x(point.x)
+            .y(point.y)
+            .button(MouseButton::Left)
+            .click_count(count)
+            .r#type(kind)
+            .build()
+            .expect("mouse event")
+    };
+    let (a, b, c, d) = futures_util::join!(
+        page.execute(event(DispatchMouseEventType::MousePressed, 1)),
+        page.execute(event(DispatchMouseEventType::MouseReleased, 1)),
+        page.execute(event(DispatchMouseEventType::MousePressed, 2)),
+        page.execute(event(DispatchMouseEventType::MouseReleased, 2)),
+    );
+    for sent in [a, b, c, d] {
+        sent.expect("Input.dispatchMouseEvent");
     }
 }
 
