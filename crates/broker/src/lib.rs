@@ -26,20 +26,52 @@ use anyhow::Context;
 use flashsale_platform::settings::AmqpSettings;
 use lapin::{Connection, ConnectionProperties};
 use secrecy::ExposeSecret;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Opens a connection named after its role, so the RabbitMQ UI shows who holds it.
+/// The node of `amqp.url` the last connection of this process reached: the next one tries it first, and
+/// moves on to the next node only when it refuses.
+static LAST_GOOD: AtomicUsize = AtomicUsize::new(0);
+
+/// Opens a connection named after its role, so the RabbitMQ UI shows who holds it. `amqp.url` may list the
+/// nodes of a cluster, comma-separated: the node that answered last is tried first, then each other in turn,
+/// so every connection of a process sits on one live node (list the nodes in another order per replica, or
+/// put a load balancer in front, to spread replicas over the nodes).
 pub async fn connect(settings: &AmqpSettings, role: &str) -> anyhow::Result<Connection> {
+    let urls: Vec<&str> = settings
+        .url
+        .expose_secret()
+        .split(',')
+        .map(str::trim)
+        .collect();
+    let first = LAST_GOOD.load(Ordering::Relaxed);
+    let mut failures = Vec::new();
+    for i in 0..urls.len() {
+        let at = (first + i) % urls.len();
+        match connect_one(urls[at], settings, role).await {
+            Ok(conn) => {
+                LAST_GOOD.store(at, Ordering::Relaxed);
+                return Ok(conn);
+            }
+            Err(e) => failures.push(format!("node {} of amqp.url: {e:#}", at + 1)),
+        }
+    }
+    anyhow::bail!(
+        "connecting to RabbitMQ as {role}: {}",
+        failures.join("; ")
+    )
+}
+
+async fn connect_one(url: &str, settings: &AmqpSettings, role: &str) -> anyhow::Result<Connection> {
     let props = ConnectionProperties::default().with_connection_name(role.into());
     // A broker that accepts TCP but never finishes the handshake (out of file descriptors, blocked) must not
     // hang start-up or a reconnect loop (`amqp.connect_timeout_ms`).
     let limit = std::time::Duration::from_millis(settings.connect_timeout_ms);
-    tokio::time::timeout(
-        limit,
-        Connection::connect(settings.url.expose_secret(), props),
-    )
-    .await
-    .map_err(|_| {
-        anyhow::anyhow!("RabbitMQ handshake took longer than amqp.connect_timeout_ms ({limit:?})")
-    })?
-    .with_context(|| format!("connecting to RabbitMQ as {role}"))
+    tokio::time::timeout(limit, Connection::connect(url, props))
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "RabbitMQ handshake took longer than amqp.connect_timeout_ms ({limit:?})"
+            )
+        })?
+        .context("connecting")
 }
