@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SHELL := /bin/bash
 
-.PHONY: run test check-deploy monitor fuzz bench migrate services build lint fmt clean
+.PHONY: run test test-cluster check-deploy monitor fuzz bench migrate services build lint fmt clean
 
 ## run: build, start PostgreSQL/Redis/RabbitMQ if needed, migrate, start every service, create a demo sale
 run: services build
@@ -16,6 +16,14 @@ test: services
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	@scripts/check-deploy.sh
 	$(CARGO) nextest run --workspace $(if $(CI),--profile ci,)
+	@$(MAKE) --no-print-directory test-cluster
+
+## test-cluster: the tests on real local clusters (a 3+3 Redis Cluster, a 3-node RabbitMQ cluster), each on
+##               ports of its own, torn down afterwards: races, a primary killed, a broker node stopped,
+##               replicas of every service (docs/scaling.md). Part of `make test`; a few minutes.
+test-cluster: services
+	@scripts/ensure-cluster-tools.sh
+	$(CARGO) nextest run -p flashsale-testkit --test cluster --ignore-default-filter $(if $(CI),--profile ci,)
 
 
 ## fuzz: every fuzz target (proptest properties named fuzz::* in domain, auth, webhook, gateway and payment)

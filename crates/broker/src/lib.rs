@@ -55,10 +55,7 @@ pub async fn connect(settings: &AmqpSettings, role: &str) -> anyhow::Result<Conn
             Err(e) => failures.push(format!("node {} of amqp.url: {e:#}", at + 1)),
         }
     }
-    anyhow::bail!(
-        "connecting to RabbitMQ as {role}: {}",
-        failures.join("; ")
-    )
+    anyhow::bail!("connecting to RabbitMQ as {role}: {}", failures.join("; "))
 }
 
 async fn connect_one(url: &str, settings: &AmqpSettings, role: &str) -> anyhow::Result<Connection> {

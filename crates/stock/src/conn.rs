@@ -17,8 +17,8 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 use secrecy::ExposeSecret;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// A handle on the shared connection.
@@ -98,8 +98,8 @@ impl Link {
                     .set_connection_timeout(Some(connect))
                     .set_number_of_retries(2)
                     .set_max_delay(Duration::from_millis(500));
-                let conn = ConnectionManager::new_with_config(seeds[0].clone(), config.clone())
-                    .await?;
+                let conn =
+                    ConnectionManager::new_with_config(seeds[0].clone(), config.clone()).await?;
                 (Conn::Single(conn), Some(config))
             }
             RedisMode::Cluster => {

@@ -37,6 +37,9 @@ impl Announcement {
 
 type Row = (Option<i64>, Option<i64>, Option<i64>);
 
+/// One sale's MULTI reply: `(v, sold)` of the sale hash, then the stock.
+type CountersReply = ((Option<i64>, Option<i64>), Option<i64>);
+
 fn counters_from((version, sold, remaining): Row) -> Option<Counters> {
     Some(Counters {
         version: version.unwrap_or(0),
@@ -83,7 +86,7 @@ impl Stock {
         if sales.is_empty() {
             return Ok(Vec::new());
         }
-        let replies: Vec<((Option<i64>, Option<i64>), Option<i64>)> = self
+        let replies: Vec<CountersReply> = self
             .per_sale(sales, |sale| {
                 let mut pipe = redis::pipe();
                 pipe.atomic()

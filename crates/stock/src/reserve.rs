@@ -20,9 +20,10 @@ impl Stock {
     ) -> Result<ReserveOutcome, StockError> {
         let k = &self.keys;
         // No key: the sale hash stands in, so every key of the call shares the sale's slot.
-        let idem = req
-            .idempotency_key
-            .map_or_else(|| k.sale(req.sale), |key| k.idempotency(req.sale, req.user, key));
+        let idem = req.idempotency_key.map_or_else(
+            || k.sale(req.sale),
+            |key| k.idempotency(req.sale, req.user, key),
+        );
         let reply: Vec<String> = self.checked(
             self.scripts
                 .reserve
@@ -69,7 +70,8 @@ impl Stock {
         idempotency_key: Option<&str>,
     ) -> Result<CancelOutcome, StockError> {
         let k = &self.keys;
-        let idem = idempotency_key.map_or_else(|| k.sale(sale), |key| k.idempotency(sale, user, key));
+        let idem =
+            idempotency_key.map_or_else(|| k.sale(sale), |key| k.idempotency(sale, user, key));
         let reply: String = self.checked(
             self.scripts
                 .cancel

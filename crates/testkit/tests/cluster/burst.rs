@@ -42,7 +42,10 @@ async fn press(gw: &GatewayHandle, sale: SaleId, token: &str, key: &str) -> Answ
     loop {
         let reply = gw.reserve_with_key(sale, token, key).await;
         if reply.status != StatusCode::SERVICE_UNAVAILABLE || Instant::now() > deadline {
-            let id = reply.body["order_id"].as_str().unwrap_or_default().to_owned();
+            let id = reply.body["order_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
             return (reply.status, id, Instant::now());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -82,7 +85,10 @@ pub async fn burst<F: Future>(
                     unavailable.fetch_add(1, Ordering::Relaxed);
                     return press(gw, sale, &token, &key).await;
                 }
-                let id = first.body["order_id"].as_str().unwrap_or_default().to_owned();
+                let id = first.body["order_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
                 (first.status, id, Instant::now())
             }
         })

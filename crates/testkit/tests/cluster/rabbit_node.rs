@@ -50,7 +50,11 @@ async fn a_broker_node_stopped_mid_burst_loses_no_reservation_and_rejoins() {
     );
     assert!(outcome.all_settled(), "every press ends in 202 or 409");
     assert!(after > 0, "reservations went on through the live nodes");
-    assert_eq!(accepted.len(), outcome.answers.len(), "stock for everyone: every press is a 202");
+    assert_eq!(
+        accepted.len(),
+        outcome.answers.len(),
+        "stock for everyone: every press is a 202"
+    );
 
     // Every 202 becomes one row, and one payment record, with node 0 still down.
     let wanted = i64::try_from(accepted.len()).unwrap_or(i64::MAX);

@@ -40,7 +40,10 @@ async fn a_primary_killed_mid_burst_fails_over_and_every_202_becomes_one_order()
         accepted.len(),
         outcome.unavailable
     );
-    assert!(outcome.all_settled(), "every press ends in 202 or 409 once the replica took over");
+    assert!(
+        outcome.all_settled(),
+        "every press ends in 202 or 409 once the replica took over"
+    );
     assert!(after > 0, "reservations resumed on the promoted replica");
     assert!(
         outcome.unavailable > 0,
@@ -70,7 +73,10 @@ async fn a_primary_killed_mid_burst_fails_over_and_every_202_becomes_one_order()
         .filter(|(_, _, s)| s == "pending_payment" || s == "paid")
         .count();
     let rejected = orders.iter().filter(|(_, _, s)| s == "rejected").count();
-    eprintln!("rows: {}, active: {active}, rejected: {rejected}", orders.len());
+    eprintln!(
+        "rows: {}, active: {active}, rejected: {rejected}",
+        orders.len()
+    );
     assert!(
         i64::try_from(active).unwrap_or(i64::MAX) <= STOCK,
         "no oversell: {active} active orders for {STOCK} units"

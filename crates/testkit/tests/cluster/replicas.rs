@@ -15,7 +15,10 @@ async fn two_of_each_service_write_every_order_once_and_release_every_unit_once(
     let cluster = RedisCluster::start().await;
     let env = env_on(&cluster).await;
     let gateways = [env.spawn_gateway().await, env.spawn_gateway().await];
-    let writers = [env.spawn_order_writer().await, env.spawn_order_writer().await];
+    let writers = [
+        env.spawn_order_writer().await,
+        env.spawn_order_writer().await,
+    ];
     let expiries = [env.spawn_expiry().await, env.spawn_expiry().await];
     let spec = SaleSpec {
         stock: STOCK,
@@ -55,7 +58,9 @@ async fn two_of_each_service_write_every_order_once_and_release_every_unit_once(
         for e in &expiries {
             for source in ["message", "sweeper"] {
                 total += e
-                    .metric(&format!(r#"flashsale_expirations_total{{source="{source}"}}"#))
+                    .metric(&format!(
+                        r#"flashsale_expirations_total{{source="{source}"}}"#
+                    ))
                     .await;
             }
         }
@@ -92,7 +97,9 @@ async fn two_of_each_service_write_every_order_once_and_release_every_unit_once(
             .expect("metrics text");
         let mine: f64 = text
             .lines()
-            .find_map(|l| l.strip_prefix(r#"flashsale_orders_written_total{status="pending_payment"} "#))
+            .find_map(|l| {
+                l.strip_prefix(r#"flashsale_orders_written_total{status="pending_payment"} "#)
+            })
             .and_then(|v| v.parse().ok())
             .unwrap_or(0.0);
         eprintln!("writer {} inserted {mine}", w.base);

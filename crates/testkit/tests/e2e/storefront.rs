@@ -259,7 +259,11 @@ async fn a_buyer_signs_in_waits_buys_once_on_a_double_click_and_pays_while_anoth
     // second click of the double click sent none.
     wait_true(&alice, &enabled, "Buy never turned back on").await;
     let sent = r#"performance.getEntriesByType("resource").filter((e) => e.name.endsWith("/reservations")).length"#;
-    assert_eq!(value(&alice, sent).await.as_deref(), Some("1"), "reservation requests sent");
+    assert_eq!(
+        value(&alice, sent).await.as_deref(),
+        Some("1"),
+        "reservation requests sent"
+    );
     click(&alice, &buy).await;
     wait_text(&alice, r#"[data-test="message"]"#, SEEN, |t| {
         t.contains("already hold")

@@ -108,7 +108,10 @@ fn may_owe_refund(status: OrderStatus) -> bool {
 }
 
 /// Marks the rows whose order is owed a refund, in one query for all of them.
-async fn mark_refunds(conn: &mut Conn<'_>, rows: Vec<OrderRow>) -> Result<Vec<OrderView>, ApiError> {
+async fn mark_refunds(
+    conn: &mut Conn<'_>,
+    rows: Vec<OrderRow>,
+) -> Result<Vec<OrderView>, ApiError> {
     let settled: Vec<_> = rows
         .iter()
         .filter(|o| may_owe_refund(o.status))

@@ -71,9 +71,12 @@ async fn a_sale_ended_answer_turns_buy_off_even_when_the_tabs_clock_says_the_sal
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(value(&page, &enabled).await.as_deref(), Some("false"));
     assert_eq!(
-        value(&page, &format!("document.querySelector('{status}').textContent"))
-            .await
-            .as_deref(),
+        value(
+            &page,
+            &format!("document.querySelector('{status}').textContent")
+        )
+        .await
+        .as_deref(),
         Some("Sale ended")
     );
     assert_eq!(

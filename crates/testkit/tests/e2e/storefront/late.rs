@@ -53,7 +53,11 @@ async fn a_payment_after_the_deadline_shows_refund_required_and_the_order_stays_
         .await;
     wait_text(&psp, r#"[data-test="psp-pay"]"#, SEEN, |t| t == "Pay").await;
     wait_text(&page, status, SEEN, |t| t == "expired").await;
-    assert_eq!(gw.sale(sale).await.body["remaining"], 1, "the unit came back");
+    assert_eq!(
+        gw.sale(sale).await.body["remaining"],
+        1,
+        "the unit came back"
+    );
 
     click(&psp, r#"[data-test="psp-pay"]"#).await;
     wait_text(&psp, r#"[data-test="psp-result"]"#, SEEN, |t| {
