@@ -2,6 +2,7 @@
 //! local services, so tests run in parallel without seeing each other's data. Services start in-process on
 //! port 0 (or as real processes, to be SIGKILLed). Waiting is on conditions with a deadline, never on sleeps.
 
+pub mod clusters;
 pub mod env;
 pub mod expiry;
 mod inspect;
@@ -16,6 +17,7 @@ pub mod sse;
 mod teardown;
 pub mod wait;
 
+pub use clusters::{RabbitCluster, RedisCluster};
 pub use env::{SaleSpec, TestEnv};
 pub use expiry::{ExpiryHandle, ExpiryProcess};
 pub use payment::{EventProbe, PaymentClient, PaymentHandle, PaymentProcess};
