@@ -23,6 +23,7 @@ test: services
 ##               replicas of every service (docs/scaling.md). Part of `make test`; a few minutes.
 test-cluster: services
 	@scripts/ensure-cluster-tools.sh
+	@scripts/sweep-test-clusters.sh
 	$(CARGO) nextest run -p flashsale-testkit --test cluster --ignore-default-filter $(if $(CI),--profile ci,)
 
 

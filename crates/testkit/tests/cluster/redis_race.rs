@@ -1,6 +1,7 @@
 //! flashsale on a Redis Cluster of 3 primaries and 3 replicas (`redis.mode = "cluster"`), through two
 //! gateways at once: the race sells exactly the stock, every 202 becomes one order, retries with an
-//! Idempotency-Key replay, and sales on different slots are served by different primaries.
+//! Idempotency-Key replay, sales on different slots are served by different primaries, and scripts reload on
+//! NOSCRIPT on each of them.
 
 use flashsale_platform::settings::RedisMode;
 use flashsale_testkit::env::DRAIN;
@@ -116,6 +117,25 @@ async fn sales_on_different_primaries_and_idempotent_retries_work_on_a_cluster()
             .await;
         assert_eq!(seen.status, StatusCode::OK, "{seen:?}");
     }
+    // Every node forgets every script (as after a restart or a failover to a fresh node): the next calls
+    // answer NOSCRIPT on whichever primary owns their sale, which loads the script there and runs it again.
+    for port in cluster.ports() {
+        let () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async(&mut cluster.connect(port).await)
+            .await
+            .expect("SCRIPT FLUSH");
+    }
+    for (sale, _) in &owners {
+        let other_buyer = env.token("erin");
+        let after = other.reserve(*sale, &other_buyer).await;
+        assert_eq!(
+            after.status,
+            StatusCode::ACCEPTED,
+            "after SCRIPT FLUSH: {after:?}"
+        );
+    }
+
     // The buyer's orders span the sales (one read per sale, each to its own primary).
     let wanted = i64::try_from(owners.len()).unwrap_or(i64::MAX);
     eventually(
