@@ -24,7 +24,7 @@ test: services
 test-cluster: services
 	@scripts/ensure-cluster-tools.sh
 	@scripts/sweep-test-clusters.sh
-	$(CARGO) nextest run -p flashsale-testkit --test cluster --ignore-default-filter $(if $(CI),--profile ci,)
+	$(CARGO) nextest run --workspace --ignore-default-filter -E 'binary(cluster)' $(if $(CI),--profile ci,)
 
 
 ## fuzz: every fuzz target (proptest properties named fuzz::* in domain, auth, webhook, gateway and payment)

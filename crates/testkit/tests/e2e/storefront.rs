@@ -7,6 +7,7 @@ mod chromium;
 mod ended;
 mod late;
 mod refusals;
+mod unavailable;
 
 use chromium::{Chromium, click, double_click, text, value, wait_text};
 use chrono::{Duration as ChronoDuration, Utc};
