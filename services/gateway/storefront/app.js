@@ -66,6 +66,9 @@ async function buy(card) {
 
 function showIdentity(who) {
   document.getElementById("who").textContent = who ? `Signed in as ${who.user}` : "Not signed in";
+  // A framing shop learns whom the storefront took the token for (only origins allowed by frame-ancestors
+  // can frame it, so the parent is the shop).
+  if (window.parent !== window) window.parent.postMessage({ type: "flashsale:identity", user: who?.user ?? null }, "*");
   document.getElementById("sign-in").hidden = !identity.devMode || Boolean(who);
   sales.setSignedIn(Boolean(who));
 }

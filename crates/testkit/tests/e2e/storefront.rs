@@ -5,6 +5,7 @@
 
 mod chromium;
 mod ended;
+mod framed;
 mod late;
 mod refusals;
 mod unavailable;
