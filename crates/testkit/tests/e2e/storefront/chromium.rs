@@ -147,6 +147,16 @@ impl Chromium {
         }
     }
 
+    /// Fails if any tab reported an error, then closes the browser.
+    pub async fn close_without_errors(self) {
+        assert_eq!(
+            self.errors(),
+            Vec::<String>::new(),
+            "the pages reported errors"
+        );
+        self.close().await;
+    }
+
     pub fn errors(&self) -> Vec<String> {
         self.errors.lock().expect("errors").clone()
     }
@@ -174,6 +184,15 @@ pub async fn text(page: &Page, selector: &str) -> Option<String> {
 pub async fn value(page: &Page, expression: &str) -> Option<String> {
     let js = format!("String({expression})");
     page.evaluate(js).await.ok()?.into_value::<String>().ok()
+}
+
+/// The code of the refusal the page shows (`data-code` of the `message` hook).
+pub async fn shown_code(page: &Page) -> Option<String> {
+    value(
+        page,
+        r#"document.querySelector('[data-test="message"]').dataset.code"#,
+    )
+    .await
 }
 
 /// Waits until the text at `selector` satisfies `want` (polling, as `eventually` does), and answers it.

@@ -3,17 +3,15 @@
 //! sale again. The buyer's identity comes from the host page (`window.flashsaleToken`), with no sign-in form.
 
 use super::SEEN;
-use super::chromium::{Chromium, block, click, value, wait_text};
+use super::chromium::{Chromium, block, click, shown_code, value, wait_text};
 use chrono::{Duration as ChronoDuration, Utc};
+use flashsale_testkit::SaleSpec;
 use flashsale_testkit::services::spawn_gateway_with;
-use flashsale_testkit::{SaleSpec, TestEnv};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sale_ended_answer_turns_buy_off_even_when_the_tabs_clock_says_the_sale_is_on() {
-    let gateway_port = flashsale_testkit::process::free_port();
-    let origin = format!("http://127.0.0.1:{gateway_port}");
-    let env = TestEnv::with(|s| s.gateway.listen = format!("127.0.0.1:{gateway_port}")).await;
+    let (env, origin) = super::env_with_origin(|_, _| {}).await;
     let gw = spawn_gateway_with(env.settings.clone()).await;
     let ends = Utc::now() + ChronoDuration::seconds(3);
     let spec = SaleSpec {
@@ -57,15 +55,7 @@ async fn a_sale_ended_answer_turns_buy_off_even_when_the_tabs_clock_says_the_sal
         t == "This sale is over."
     })
     .await;
-    assert_eq!(
-        value(
-            &page,
-            r#"document.querySelector('[data-test="message"]').dataset.code"#
-        )
-        .await
-        .as_deref(),
-        Some("SALE_ENDED")
-    );
+    assert_eq!(shown_code(&page).await.as_deref(), Some("SALE_ENDED"));
     wait_text(&page, &status, SEEN, |t| t == "Sale ended").await;
     // Past the press's hold (600 ms) and several repaints (every 250 ms), Buy is still off.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -79,12 +69,7 @@ async fn a_sale_ended_answer_turns_buy_off_even_when_the_tabs_clock_says_the_sal
         .as_deref(),
         Some("Sale ended")
     );
-    assert_eq!(
-        chrome.errors(),
-        Vec::<String>::new(),
-        "the page reported errors"
-    );
-    chrome.close().await;
+    chrome.close_without_errors().await;
     gw.stop().await;
     env.cleanup().await;
 }

@@ -3,8 +3,8 @@
 //! tells the shop whom it took the token for. A page on an origin that is not allowed cannot frame it.
 
 use super::chromium::{Chromium, value};
+use flashsale_testkit::SaleSpec;
 use flashsale_testkit::services::spawn_gateway_with;
-use flashsale_testkit::{SaleSpec, TestEnv};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A one-page web server on a port of its own: every request is answered with `html`.
@@ -51,9 +51,7 @@ addEventListener("message", (e) => {{
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_shop_framing_the_storefront_hands_the_token_over_by_post_message() {
-    let gateway_port = flashsale_testkit::process::free_port();
-    let gateway_origin = format!("http://127.0.0.1:{gateway_port}");
-    let env = TestEnv::with(|s| s.gateway.listen = format!("127.0.0.1:{gateway_port}")).await;
+    let (env, gateway_origin) = super::env_with_origin(|_, _| {}).await;
     let token = env.token("hana");
     let src = |sale| format!("{gateway_origin}/?sale={sale}");
     // The sale is the schema's first (1); the gateway allows the shop's origin to frame the page.

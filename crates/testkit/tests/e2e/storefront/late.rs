@@ -4,19 +4,15 @@
 
 use super::SEEN;
 use super::chromium::{Chromium, click, wait_text};
+use flashsale_testkit::SaleSpec;
 use flashsale_testkit::services::spawn_gateway_with;
-use flashsale_testkit::{SaleSpec, TestEnv};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_payment_after_the_deadline_shows_refund_required_and_the_order_stays_expired() {
-    let gateway_port = flashsale_testkit::process::free_port();
-    let origin = format!("http://127.0.0.1:{gateway_port}");
-    let env = TestEnv::with(|s| {
-        s.gateway.listen = format!("127.0.0.1:{gateway_port}");
-        s.payment.cors_allowed_origins = vec![origin.clone()];
-    })
-    .await;
+    let (env, origin) =
+        super::env_with_origin(|s, origin| s.payment.cors_allowed_origins = vec![origin.into()])
+            .await;
     let pay = env.spawn_payment().await;
     let mut settings = env.settings.clone();
     settings.gateway.storefront.payment_url = pay.base.clone();
@@ -80,12 +76,7 @@ async fn a_payment_after_the_deadline_shows_refund_required_and_the_order_stays_
         "{mine:?}"
     );
     assert_eq!(gw.sale(sale).await.body["remaining"], 1);
-    assert_eq!(
-        chrome.errors(),
-        Vec::<String>::new(),
-        "the pages reported errors"
-    );
-    chrome.close().await;
+    chrome.close_without_errors().await;
     gw.stop().await;
     pay.stop().await;
     env.cleanup().await;

@@ -3,17 +3,14 @@
 //! kept off meanwhile, and an order whose payment window runs out shown as `expired`.
 
 use super::SEEN;
-use super::chromium::{Chromium, click, value, wait_text};
+use super::chromium::{Chromium, click, shown_code, value, wait_text};
+use flashsale_testkit::SaleSpec;
 use flashsale_testkit::services::spawn_gateway_with;
-use flashsale_testkit::{SaleSpec, TestEnv};
 use reqwest::StatusCode;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_token_in_the_fragment_signs_in_a_429_counts_down_and_an_unpaid_order_shows_expired() {
-    let gateway_port = flashsale_testkit::process::free_port();
-    let origin = format!("http://127.0.0.1:{gateway_port}");
-    let env = TestEnv::with(|s| {
-        s.gateway.listen = format!("127.0.0.1:{gateway_port}");
+    let (env, origin) = super::env_with_origin(|s, _| {
         // One try per second: the test's own request takes the token, the page's next click is refused.
         s.gateway.buyer_rate_per_sec = 1;
         s.gateway.buyer_rate_burst = 1;
@@ -64,15 +61,7 @@ async fn a_token_in_the_fragment_signs_in_a_429_counts_down_and_an_unpaid_order_
     })
     .await;
     assert!(said.contains("Try again"), "{said}");
-    assert_eq!(
-        value(
-            &page,
-            r#"document.querySelector('[data-test="message"]').dataset.code"#
-        )
-        .await
-        .as_deref(),
-        Some("RATE_LIMITED")
-    );
+    assert_eq!(shown_code(&page).await.as_deref(), Some("RATE_LIMITED"));
     assert_eq!(
         value(&page, &enabled).await.as_deref(),
         Some("false"),
@@ -86,12 +75,7 @@ async fn a_token_in_the_fragment_signs_in_a_429_counts_down_and_an_unpaid_order_
     })
     .await;
     assert_eq!(gw.sale(sale).await.status, StatusCode::OK);
-    assert_eq!(
-        chrome.errors(),
-        Vec::<String>::new(),
-        "the page reported errors"
-    );
-    chrome.close().await;
+    chrome.close_without_errors().await;
     gw.stop().await;
     env.cleanup().await;
 }

@@ -3,17 +3,15 @@
 //! broker is back, without a reload.
 
 use super::SEEN;
-use super::chromium::{Chromium, click, value, wait_text};
+use super::chromium::{Chromium, click, shown_code, value, wait_text};
 use flashsale_testkit::services::spawn_gateway_with;
-use flashsale_testkit::{SaleSpec, TcpProxy, TestEnv, eventually};
+use flashsale_testkit::{SaleSpec, TcpProxy, eventually};
 use secrecy::SecretString;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_503_says_unavailable_counts_down_and_buy_works_again_when_the_broker_is_back() {
-    let gateway_port = flashsale_testkit::process::free_port();
-    let origin = format!("http://127.0.0.1:{gateway_port}");
-    let env = TestEnv::with(|s| s.gateway.listen = format!("127.0.0.1:{gateway_port}")).await;
+    let (env, origin) = super::env_with_origin(|_, _| {}).await;
     let proxy = TcpProxy::start("127.0.0.1:5672").await.expect("proxy");
     let mut settings = env.settings.clone();
     settings.amqp.url = SecretString::from(format!("amqp://guest:guest@{}/%2f", proxy.addr()));
@@ -45,15 +43,7 @@ async fn a_503_says_unavailable_counts_down_and_buy_works_again_when_the_broker_
     })
     .await;
     assert!(said.contains("Try again"), "{said}");
-    assert_eq!(
-        value(
-            &page,
-            r#"document.querySelector('[data-test="message"]').dataset.code"#
-        )
-        .await
-        .as_deref(),
-        Some("UNAVAILABLE")
-    );
+    assert_eq!(shown_code(&page).await.as_deref(), Some("UNAVAILABLE"));
     assert_eq!(
         value(&page, &enabled).await.as_deref(),
         Some("false"),
@@ -71,12 +61,7 @@ async fn a_503_says_unavailable_counts_down_and_buy_works_again_when_the_broker_
     })
     .await;
     wait_text(&page, "#message", SEEN, |t| t.starts_with("Reserved")).await;
-    assert_eq!(
-        chrome.errors(),
-        Vec::<String>::new(),
-        "the pages reported errors"
-    );
-    chrome.close().await;
+    chrome.close_without_errors().await;
     gw.stop().await;
     env.cleanup().await;
 }
