@@ -1,15 +1,16 @@
 //! flashsale on a Redis Cluster of 3 primaries and 3 replicas (`redis.mode = "cluster"`), through two
 //! gateways at once: the race sells exactly the stock, every 202 becomes one order, retries with an
 //! Idempotency-Key replay, sales on different slots are served by different primaries, and scripts reload on
-//! NOSCRIPT on each of them.
+//! NOSCRIPT on each of them, and the live feed hears changes made on any primary.
 
 use flashsale_platform::settings::RedisMode;
 use flashsale_testkit::env::DRAIN;
-use flashsale_testkit::{RedisCluster, SaleSpec, TestEnv, eventually};
+use flashsale_testkit::{RedisCluster, SaleSpec, SseStream, TestEnv, eventually};
 use futures_util::stream::{self, StreamExt};
 use reqwest::StatusCode;
 use secrecy::SecretString;
 use std::collections::HashSet;
+use std::time::Duration;
 
 /// A test environment whose services use `cluster` (PostgreSQL and RabbitMQ are the machine's own).
 pub async fn env_on(cluster: &RedisCluster) -> TestEnv {
@@ -157,5 +158,45 @@ async fn sales_on_different_primaries_and_idempotent_retries_work_on_a_cluster()
     );
     let ready = gw.get("/readyz", None).await;
     assert_eq!(ready.status, StatusCode::OK, "{ready:?}");
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_live_feed_follows_a_sale_whose_primary_is_not_the_node_it_subscribed_on() {
+    let cluster = RedisCluster::start().await;
+    let seeds = cluster.seeds();
+    // No periodic re-read: every change must arrive by Pub/Sub.
+    let env = TestEnv::with(move |s| {
+        s.redis.mode = RedisMode::Cluster;
+        s.redis.url = SecretString::from(seeds);
+        s.sse.recheck_ms = 60_000;
+    })
+    .await;
+    let feed = env.spawn_gateway().await;
+    let buyer_side = env.spawn_gateway().await;
+    // The gateways subscribe through the first seed; the sale must live on another primary, so the
+    // announcement crosses the cluster bus.
+    let first_seed = cluster.ports()[0];
+    let mut sale = feed.create_sale(&env, &SaleSpec::stock(5)).await;
+    while cluster.primary_of_key(&env.stock.keys().stock(sale)).await == first_seed {
+        sale = feed.create_sale(&env, &SaleSpec::stock(5)).await;
+    }
+    let mut stream = SseStream::open(
+        &feed.http,
+        &format!("{}/api/v1/sales/{sale}/events", feed.base),
+        None,
+    )
+    .await;
+    assert_eq!(stream.status, StatusCode::OK);
+    stream
+        .until(Duration::from_secs(2), |d| d["remaining"] == 5)
+        .await
+        .expect("counters on connect");
+    let reply = buyer_side.reserve(sale, &env.token("ivy")).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{reply:?}");
+    stream
+        .until(Duration::from_millis(1500), |d| d["remaining"] == 4)
+        .await
+        .expect("the reservation on the other gateway, within the second");
     env.cleanup().await;
 }
