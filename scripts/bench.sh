@@ -178,6 +178,12 @@ median writer 3
 # The end of an order's life: unpaid reservations released at their deadline, then orders paid by webhooks.
 run expiry expiry -c "$CONCURRENCY" -n "$EXPIRY_ORDERS"
 run pay pay --payment "$PAYMENT" -c "$CONCURRENCY" -n "$PAY_ORDERS"
+# Peak resident memory of each service over every scenario so far (VmHWM), before the live feed's 10,000
+# streams (which the sse line reports on its own): the "RSS per service" figure.
+for i in 0 1 2 3; do
+    name=(gateway order-writer payment expiry)
+    awk -v n="${name[$i]}" '/^VmHWM:/ { printf "%s %.1f\n", n, $2 / 1024 }' "/proc/${pids[$i]}/status"
+done >"$OUT/rss.txt"
 # The live stock feed: 10,000 streams on the gateway while a race sells the sale out.
 run sse sse -c "$CONCURRENCY" --streams "$SSE_STREAMS" --gateway-pid "${pids[0]}"
 
@@ -189,3 +195,6 @@ echo "$redis_rps" >"$OUT/redis.txt"
 
 echo
 lt table "$OUT" --evalsha "$redis_rps"
+echo
+echo "peak RSS per service over ceiling .. pay (VmHWM, MiB; target <= 50 each):"
+awk '{ printf "  %-13s %6.1f %s\n", $1, $2, ($2 <= 50 ? "ok" : "above 50") }' "$OUT/rss.txt"
