@@ -23,9 +23,8 @@ pub use poison::{HandleError, RetryPolicy};
 pub use publisher::{PublishError, Publisher};
 
 use anyhow::Context;
-use flashsale_platform::settings::AmqpSettings;
+use flashsale_platform::settings::{AmqpSettings, addresses};
 use lapin::{Connection, ConnectionProperties};
-use secrecy::ExposeSecret;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The node of `amqp.url` the last connection of this process reached: the next one tries it first, and
@@ -37,12 +36,7 @@ static LAST_GOOD: AtomicUsize = AtomicUsize::new(0);
 /// so every connection of a process sits on one live node (list the nodes in another order per replica, or
 /// put a load balancer in front, to spread replicas over the nodes).
 pub async fn connect(settings: &AmqpSettings, role: &str) -> anyhow::Result<Connection> {
-    let urls: Vec<&str> = settings
-        .url
-        .expose_secret()
-        .split(',')
-        .map(str::trim)
-        .collect();
+    let urls = addresses(&settings.url);
     let first = LAST_GOOD.load(Ordering::Relaxed);
     let mut failures = Vec::new();
     for i in 0..urls.len() {

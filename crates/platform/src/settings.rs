@@ -62,6 +62,12 @@ pub struct RedisSettings {
     pub retention_secs: u64,
 }
 
+/// The addresses of a URL setting that may list several, comma-separated (`redis.url` in cluster mode, the
+/// nodes of a RabbitMQ cluster in `amqp.url`).
+pub fn addresses(url: &SecretString) -> Vec<&str> {
+    url.expose_secret().split(',').map(str::trim).collect()
+}
+
 /// One Redis (or a primary with replicas behind one address), or a Redis Cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -245,7 +251,7 @@ impl Settings {
             self.amqp.confirm_timeout_ms
         );
         anyhow::ensure!(
-            self.redis.mode == RedisMode::Cluster || !self.redis.url.expose_secret().contains(','),
+            self.redis.mode == RedisMode::Cluster || addresses(&self.redis.url).len() == 1,
             "redis.url lists several addresses but redis.mode is \"single\": set redis.mode = \"cluster\" \
              for a Redis Cluster"
         );
@@ -364,6 +370,11 @@ mod tests {
                 "FLASHSALE__BREAKER__HALF_OPEN_PROBES",
                 "0",
                 "breaker.half_open_probes",
+            ),
+            (
+                "FLASHSALE__REDIS__URL",
+                "redis://10.0.0.1:6379,redis://10.0.0.2:6379",
+                "redis.mode",
             ),
             ("FLASHSALE__SSE__COALESCE_MS", "0", "sse.coalesce_ms"),
             ("FLASHSALE__SSE__COALESCE_MS", "1001", "sse.coalesce_ms"),

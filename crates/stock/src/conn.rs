@@ -11,12 +11,11 @@
 //! link replaces its connection when it sees READONLY, so the next command reaches whatever the URL points at
 //! now. (A cluster client learns the new primary from the cluster itself.)
 
-use flashsale_platform::settings::{RedisMode, RedisSettings};
+use flashsale_platform::settings::{RedisMode, RedisSettings, addresses};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
-use secrecy::ExposeSecret;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -67,12 +66,7 @@ pub(crate) struct Link {
 
 /// The seed URLs of `redis.url`, each checked, naming the setting when one is wrong.
 fn seeds(settings: &RedisSettings) -> anyhow::Result<Vec<redis::Client>> {
-    let urls: Vec<&str> = settings
-        .url
-        .expose_secret()
-        .split(',')
-        .map(str::trim)
-        .collect();
+    let urls = addresses(&settings.url);
     anyhow::ensure!(
         settings.mode == RedisMode::Cluster || urls.len() == 1,
         "redis.url lists {} addresses but redis.mode is \"single\": set redis.mode = \"cluster\" for a Redis Cluster",

@@ -101,6 +101,15 @@ impl TestEnv {
         .collect()
     }
 
+    /// The ids of every order row of a sale.
+    pub async fn order_ids(&self, sale: SaleId) -> std::collections::HashSet<String> {
+        self.orders(sale)
+            .await
+            .into_iter()
+            .map(|(id, _, _)| id)
+            .collect()
+    }
+
     /// The database's count of units held by active orders.
     pub async fn held(&self, sale: SaleId) -> i64 {
         #[derive(QueryableByName)]
