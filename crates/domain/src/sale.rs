@@ -10,6 +10,7 @@ pub const MAX_PRICE: Money = Money::from_minor(100_000_000_000); // 1,000,000,00
 pub const MAX_STOCK: i64 = 10_000_000;
 pub const MAX_PER_USER_LIMIT: u32 = 100;
 pub const MAX_PAYMENT_WINDOW_SECS: u32 = 86_400;
+pub const MAX_STOCK_SHARDS: u16 = 16;
 
 /// A sale as an admin asks for it, before any rule is checked. The schema's bounds are the constants above
 /// (a test in the gateway holds them together); `ends_at` after `starts_at`, `price` > 0 and integers written
@@ -55,6 +56,15 @@ pub struct SaleDraft {
         schema(minimum = 1, maximum = 86_400, default = 3600)
     )]
     pub payment_window_secs: i64,
+    /// Redis key groups the stock is split over, so one hot sale's reservations spread over several Redis
+    /// Cluster primaries; at most `stock`. Fixed at creation.
+    #[serde(default = "default_stock_shards")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 16, default = 1))]
+    pub stock_shards: i64,
+}
+
+fn default_stock_shards() -> i64 {
+    1
 }
 
 fn default_per_user_limit() -> i64 {
@@ -75,6 +85,7 @@ pub struct NewSale {
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
     pub payment_window_secs: u32,
+    pub stock_shards: u16,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -129,6 +140,12 @@ impl TryFrom<SaleDraft> for NewSale {
             1,
             MAX_PAYMENT_WINDOW_SECS.into(),
         )?;
+        let shards = bounded("stock_shards", d.stock_shards, 1, MAX_STOCK_SHARDS.into())?;
+        if shards > total_stock {
+            return Err(SaleRuleViolation(
+                "stock_shards must not exceed stock".into(),
+            ));
+        }
         if d.ends_at <= d.starts_at {
             return Err(SaleRuleViolation("ends_at must be after starts_at".into()));
         }
@@ -141,6 +158,7 @@ impl TryFrom<SaleDraft> for NewSale {
             starts_at: d.starts_at,
             ends_at: d.ends_at,
             payment_window_secs: u32::try_from(window).unwrap_or(1),
+            stock_shards: u16::try_from(shards).unwrap_or(1),
         })
     }
 }
@@ -156,6 +174,8 @@ pub struct Sale {
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
     pub payment_window_secs: u32,
+    /// How many stock shards (Redis key groups) the sale's stock is split over; 1 for most sales.
+    pub stock_shards: u16,
     /// When PostgreSQL recorded the sale. It tells this sale's Redis state apart from state that an earlier
     /// database left under the same id.
     pub created_at: DateTime<Utc>,
@@ -222,6 +242,7 @@ mod tests {
             starts_at: now,
             ends_at: now + Duration::hours(1),
             payment_window_secs: 3600,
+            stock_shards: 1,
         }
     }
 
@@ -249,6 +270,12 @@ mod tests {
             |d| d.payment_window_secs = 0,
             |d| d.payment_window_secs = 86_401,
             |d| d.ends_at = d.starts_at,
+            |d| d.stock_shards = 0,
+            |d| d.stock_shards = 17,
+            |d| {
+                d.stock = 3;
+                d.stock_shards = 4;
+            },
         ];
         for (i, break_it) in cases.into_iter().enumerate() {
             let mut d = draft();

@@ -7,7 +7,8 @@ use crate::keys::Keys;
 use flashsale_domain::SaleId;
 use flashsale_platform::settings::RedisSettings;
 use redis::{FromRedisValue, Pipeline, Script};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +28,8 @@ pub struct Stock {
     pub(crate) scripts: Arc<Scripts>,
     /// How long a sale's keys outlive its last possible reservation (`redis.retention_secs`).
     pub(crate) retention: Duration,
+    /// Each sale's stock shard count, fixed at its creation (`shards.rs`).
+    pub(crate) shards: Arc<RwLock<HashMap<SaleId, u16>>>,
 }
 
 pub(crate) struct Scripts {
@@ -37,6 +40,8 @@ pub(crate) struct Scripts {
     pub reject: Script,
     pub pay: Script,
     pub expire: Script,
+    pub lend: Script,
+    pub receive: Script,
 }
 
 impl Stock {
@@ -52,6 +57,8 @@ impl Stock {
             reject: Script::new(include_str!("lua/reject.lua")),
             pay: Script::new(include_str!("lua/pay.lua")),
             expire: Script::new(include_str!("lua/expire.lua")),
+            lend: Script::new(include_str!("lua/lend.lua")),
+            receive: Script::new(include_str!("lua/receive.lua")),
         };
         for script in [
             &scripts.reserve,
@@ -61,6 +68,8 @@ impl Stock {
             &scripts.reject,
             &scripts.pay,
             &scripts.expire,
+            &scripts.lend,
+            &scripts.receive,
         ] {
             script.load_async(&mut conn).await?;
         }
@@ -69,6 +78,7 @@ impl Stock {
             keys: Keys::new(settings.key_prefix.clone()),
             scripts: Arc::new(scripts),
             retention: Duration::from_secs(settings.retention_secs),
+            shards: Arc::default(),
         })
     }
 
@@ -86,16 +96,16 @@ impl Stock {
         self.link.pubsub().await
     }
 
-    /// One pipeline per sale (`build`), sent together: on one Redis the multiplexed connection writes them
-    /// back to back (one round trip); on a cluster each goes to its sale's primary, since a pipeline may not
-    /// span slots. Answers each pipeline's reply, in the order of `sales`.
-    pub(crate) async fn per_sale<T: FromRedisValue>(
+    /// One pipeline per key group (a sale or one stock shard of it, `build`), sent together: on one Redis the
+    /// multiplexed connection writes them back to back (one round trip); on a cluster each goes to its group's
+    /// primary, since a pipeline may not span slots. Answers each pipeline's reply, in the order of `groups`.
+    pub(crate) async fn per_group<G: Copy, T: FromRedisValue>(
         &self,
-        sales: &[SaleId],
-        build: impl Fn(SaleId) -> Pipeline,
+        groups: &[G],
+        build: impl Fn(G) -> Pipeline,
     ) -> Result<Vec<T>, StockError> {
-        let calls = sales.iter().map(|sale| {
-            let pipe = build(*sale);
+        let calls = groups.iter().map(|group| {
+            let pipe = build(*group);
             let mut conn = self.conn();
             async move { pipe.query_async::<T>(&mut conn).await }
         });

@@ -16,10 +16,11 @@ mod reply;
 mod reserve;
 pub mod restock;
 mod settle;
+pub mod shards;
 mod warm;
 
 pub use client::{Stock, StockError};
-pub use keys::Keys;
+pub use keys::{Keys, Tag};
 pub use live::{Announcement, Counters};
 pub use model::{
     ActiveHold, CancelOutcome, HeldReservation, RateLimits, ReservationState, ReserveOutcome,

@@ -80,27 +80,42 @@ impl Stock {
         Ok(self.counters_of(&[sale]).await?.pop().flatten())
     }
 
-    /// The counters of each sale, in order (`None`: no state), sent together; each sale's fields are read in
-    /// one MULTI, so a version always names the counters read with it.
+    /// The counters of each sale, in order (`None`: no state), sent together; each shard's fields are read
+    /// in one MULTI, so a version always names the counters read with it. A sharded sale's counters and
+    /// version are the sums over its shards (each shard's version only rises, so the sum does too).
     pub async fn counters_of(&self, sales: &[SaleId]) -> Result<Vec<Option<Counters>>, StockError> {
         if sales.is_empty() {
             return Ok(Vec::new());
         }
+        let shards = self.shards_of_all(sales).await?;
         let replies: Vec<CountersReply> = self
-            .per_sale(sales, |sale| {
+            .per_group(&shards, |at| {
                 let mut pipe = redis::pipe();
                 pipe.atomic()
                     .cmd("HMGET")
-                    .arg(self.keys.sale(sale))
+                    .arg(self.keys.sale(at))
                     .arg("v")
                     .arg("sold")
-                    .get(self.keys.stock(sale));
+                    .get(self.keys.stock(at));
                 pipe
             })
             .await?;
-        Ok(replies
-            .into_iter()
-            .map(|((version, sold), remaining)| counters_from((version, sold, remaining)))
-            .collect())
+        let mut sums: Vec<Option<Counters>> = Vec::with_capacity(sales.len());
+        for (at, ((version, sold), remaining)) in shards.iter().zip(replies) {
+            let shard = counters_from((version, sold, remaining));
+            if at.shard == 0 {
+                sums.push(shard);
+            } else if let Some(sum) = sums.last_mut() {
+                *sum = match (*sum, shard) {
+                    (Some(a), Some(b)) => Some(Counters {
+                        version: a.version + b.version,
+                        remaining: a.remaining + b.remaining,
+                        sold: a.sold + b.sold,
+                    }),
+                    _ => None,
+                };
+            }
+        }
+        Ok(sums)
     }
 }

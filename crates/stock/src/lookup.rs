@@ -1,6 +1,7 @@
 //! Reads: reservations, a buyer's reservations, a sale's live counters, and the index of live sales.
 
 use crate::client::{Stock, StockError};
+use crate::keys::Tag;
 use crate::model::{HeldReservation, SaleSnapshot};
 use crate::reply;
 use chrono::{TimeZone, Utc};
@@ -9,25 +10,27 @@ use redis::AsyncCommands;
 use std::collections::HashMap;
 
 impl Stock {
-    /// Reads reservations of one sale in one pipelined round trip; `None` where a record is gone.
+    /// Reads reservations of one sale (one stock shard of it) in one pipelined round trip; `None` where a
+    /// record is gone.
     pub async fn reservations(
         &self,
-        sale: SaleId,
+        at: impl Into<Tag>,
         orders: &[OrderId],
     ) -> Result<Vec<Option<HeldReservation>>, StockError> {
+        let at = at.into();
         if orders.is_empty() {
             return Ok(Vec::new());
         }
         let mut pipe = redis::pipe();
         for order in orders {
-            pipe.hgetall(self.keys.reservation(sale, *order));
+            pipe.hgetall(self.keys.reservation(at, *order));
         }
         let rows: Vec<HashMap<String, String>> =
             self.checked(pipe.query_async(&mut self.conn()).await)?;
         Ok(orders
             .iter()
             .zip(rows)
-            .map(|(order, row)| held_from(sale, *order, &row))
+            .map(|(order, row)| held_from(at.sale, *order, &row))
             .collect())
     }
 
@@ -47,47 +50,58 @@ impl Stock {
         Ok(ids)
     }
 
-    /// The sale's live state; `None` when Redis holds no state for it (or only part of it).
+    /// The sale's live state; `None` when Redis holds no state for it (or only part of it). A sharded sale's
+    /// `remaining` and `sold` are the sums over its shards.
     pub async fn snapshot(&self, sale: SaleId) -> Result<Option<SaleSnapshot>, StockError> {
-        let (fields, remaining): (HashMap<String, String>, Option<i64>) = self.checked(
-            redis::pipe()
-                .hgetall(self.keys.sale(sale))
-                .get(self.keys.stock(sale))
-                .query_async(&mut self.conn())
-                .await,
-        )?;
-        let Some(remaining) = remaining else {
-            return Ok(None);
-        };
-        if fields.is_empty() {
-            return Ok(None);
-        }
-        snapshot_from(sale, &fields, remaining)
-            .map(Some)
-            .map_err(StockError::Reply)
-    }
-
-    /// Finds a reservation by order id among the given sales (one read per sale, sent together). Used only
-    /// while the order row is not yet written, so a fresh order never answers 404.
-    pub async fn find_reservation(
-        &self,
-        order: OrderId,
-        sales: &[SaleId],
-    ) -> Result<Option<HeldReservation>, StockError> {
-        if sales.is_empty() {
-            return Ok(None);
-        }
-        let rows: Vec<(HashMap<String, String>,)> = self
-            .per_sale(sales, |sale| {
+        let shards = self.shards_of(sale).await?;
+        let rows: Vec<(HashMap<String, String>, Option<i64>)> = self
+            .per_group(&shards, |at| {
                 let mut pipe = redis::pipe();
-                pipe.hgetall(self.keys.reservation(sale, order));
+                pipe.hgetall(self.keys.sale(at)).get(self.keys.stock(at));
                 pipe
             })
             .await?;
-        Ok(sales
+        let (mut remaining, mut sold) = (0, 0);
+        for (fields, stock) in &rows {
+            let Some(stock) = stock else { return Ok(None) };
+            if fields.is_empty() {
+                return Ok(None);
+            }
+            remaining += stock;
+            sold += fields
+                .get("sold")
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(0);
+        }
+        let Some((first, _)) = rows.first() else {
+            return Ok(None);
+        };
+        let mut snapshot = snapshot_from(sale, first, remaining).map_err(StockError::Reply)?;
+        snapshot.sold = sold;
+        Ok(Some(snapshot))
+    }
+
+    /// Finds a buyer's reservation by order id among the given sales (one read per sale, at the buyer's home
+    /// shard, sent together). Used only while the order row is not yet written, so a fresh order never answers
+    /// 404; another buyer's order is not found.
+    pub async fn find_reservation(
+        &self,
+        order: OrderId,
+        user: &UserId,
+        sales: &[SaleId],
+    ) -> Result<Option<HeldReservation>, StockError> {
+        let homes = self.homes(user, sales).await?;
+        let rows: Vec<(HashMap<String, String>,)> = self
+            .per_group(&homes, |at| {
+                let mut pipe = redis::pipe();
+                pipe.hgetall(self.keys.reservation(at, order));
+                pipe
+            })
+            .await?;
+        Ok(homes
             .iter()
             .zip(rows)
-            .find_map(|(sale, (row,))| held_from(*sale, order, &row)))
+            .find_map(|(at, (row,))| held_from(at.sale, order, &row)))
     }
 
     /// The buyer's reservations in the given sales, as Redis holds them.
@@ -96,25 +110,32 @@ impl Stock {
         user: &UserId,
         sales: &[SaleId],
     ) -> Result<Vec<HeldReservation>, StockError> {
-        if sales.is_empty() {
-            return Ok(Vec::new());
-        }
+        let homes = self.homes(user, sales).await?;
         let held: Vec<(Option<String>,)> = self
-            .per_sale(sales, |sale| {
+            .per_group(&homes, |at| {
                 let mut pipe = redis::pipe();
-                pipe.hget(self.keys.buyers(sale), user.as_str());
+                pipe.hget(self.keys.buyers(at), user.as_str());
                 pipe
             })
             .await?;
         let mut found = Vec::new();
-        for (sale, (order,)) in sales.iter().zip(held) {
+        for (at, (order,)) in homes.iter().zip(held) {
             if let Some(order) = order.and_then(|o| o.parse::<OrderId>().ok())
-                && let Some(Some(r)) = self.reservations(*sale, &[order]).await?.pop()
+                && let Some(Some(r)) = self.reservations(*at, &[order]).await?.pop()
             {
                 found.push(r);
             }
         }
         Ok(found)
+    }
+
+    /// The buyer's home shard in each sale.
+    async fn homes(&self, user: &UserId, sales: &[SaleId]) -> Result<Vec<Tag>, StockError> {
+        let mut homes = Vec::with_capacity(sales.len());
+        for sale in sales {
+            homes.push(self.home(*sale, user).await?);
+        }
+        Ok(homes)
     }
 }
 
@@ -157,6 +178,10 @@ fn snapshot_from(
             starts_at: reply::millis(num(f, "starts_ms")?)?,
             ends_at: reply::millis(num(f, "ends_ms")?)?,
             payment_window_secs: num(f, "payment_window_secs")?,
+            stock_shards: f
+                .get("stock_shards")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1),
             created_at: Utc
                 .timestamp_micros(created_micros)
                 .single()

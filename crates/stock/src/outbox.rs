@@ -1,32 +1,37 @@
-//! The outbox of each sale: entries removed once the broker confirmed, and claimed by the relay when stale.
+//! The outbox of each sale (each stock shard of it): entries removed once the broker confirmed, and claimed by the relay when stale.
 
 use crate::client::{Stock, StockError};
-use flashsale_domain::{OrderId, SaleId};
+use crate::keys::Tag;
+use flashsale_domain::OrderId;
 use redis::AsyncCommands;
 use std::time::Duration;
 
 impl Stock {
     /// Removes outbox entries whose message the broker confirmed.
-    pub async fn confirmed(&self, sale: SaleId, orders: &[OrderId]) -> Result<(), StockError> {
+    pub async fn confirmed(
+        &self,
+        at: impl Into<Tag>,
+        orders: &[OrderId],
+    ) -> Result<(), StockError> {
         if orders.is_empty() {
             return Ok(());
         }
         let ids: Vec<String> = orders.iter().map(ToString::to_string).collect();
-        let _: i64 = self.checked(self.conn().zrem(self.keys.outbox(sale), ids).await)?;
+        let _: i64 = self.checked(self.conn().zrem(self.keys.outbox(at), ids).await)?;
         Ok(())
     }
 
     /// Claims outbox entries older than `age` for re-publishing.
     pub async fn claim_stale(
         &self,
-        sale: SaleId,
+        at: impl Into<Tag>,
         age: Duration,
         limit: usize,
     ) -> Result<Vec<OrderId>, StockError> {
         let ids: Vec<String> = self.checked(
             self.scripts
                 .claim
-                .key(self.keys.outbox(sale))
+                .key(self.keys.outbox(at))
                 .arg(u64::try_from(age.as_millis()).unwrap_or(u64::MAX))
                 .arg(limit)
                 .invoke_async(&mut self.conn())

@@ -1,7 +1,7 @@
 //! Clearing reservations the database refused (`reservation.rejected`), see `lua/reject.lua`.
 
 use crate::client::{Stock, StockError};
-use flashsale_domain::{OrderId, SaleId};
+use flashsale_domain::{OrderId, SaleId, UserId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RejectOutcome {
@@ -16,20 +16,22 @@ impl Stock {
     pub async fn clear_rejected(
         &self,
         sale: SaleId,
+        user: &UserId,
         order: OrderId,
         return_units: bool,
         active_order: Option<OrderId>,
     ) -> Result<RejectOutcome, StockError> {
         let k = &self.keys;
+        let at = self.home(sale, user).await?;
         let reply: String = self.checked(
             self.scripts
                 .reject
-                .key(k.reservation(sale, order))
-                .key(k.stock(sale))
-                .key(k.buyers(sale))
-                .key(k.outbox(sale))
-                .key(k.deadlines(sale))
-                .key(k.sale(sale))
+                .key(k.reservation(at, order))
+                .key(k.stock(at))
+                .key(k.buyers(at))
+                .key(k.outbox(at))
+                .key(k.deadlines(at))
+                .key(k.sale(at))
                 .arg(order.to_string())
                 .arg(if return_units { "1" } else { "0" })
                 .arg(active_order.map(|o| o.to_string()).unwrap_or_default())

@@ -18,34 +18,53 @@ pub struct GoneView {
 }
 
 impl Stock {
-    /// What a gateway needs to answer a sold-out or ended sale from memory, read in one MULTI so that nobody
-    /// can become a holder between the reads.
+    /// What a gateway needs to answer a sold-out or ended sale from memory, each shard read in one MULTI so
+    /// that nobody can become a holder there between the reads (a sharded sale sums its shards' remaining
+    /// units and joins their holders).
     pub async fn gone_view(&self, sale: SaleId) -> Result<GoneView, StockError> {
-        let (remaining, ends_ms, holders): (Option<i64>, Option<i64>, Vec<String>) = self.checked(
-            redis::pipe()
-                .atomic()
-                .get(self.keys.stock(sale))
-                .hget(self.keys.sale(sale), "ends_ms")
-                .hkeys(self.keys.buyers(sale))
-                .query_async(&mut self.conn())
-                .await,
-        )?;
-        Ok(GoneView {
-            remaining,
-            ends_ms,
-            holders,
-        })
-    }
-
-    /// The remaining units of each sale, in order (`None`: no state), sent together.
-    pub async fn remaining_of(&self, sales: &[SaleId]) -> Result<Vec<Option<i64>>, StockError> {
-        let replies: Vec<(Option<i64>,)> = self
-            .per_sale(sales, |sale| {
+        let shards = self.shards_of(sale).await?;
+        let rows: Vec<(Option<i64>, Option<i64>, Vec<String>)> = self
+            .per_group(&shards, |at| {
                 let mut pipe = redis::pipe();
-                pipe.get(self.keys.stock(sale));
+                pipe.atomic()
+                    .get(self.keys.stock(at))
+                    .hget(self.keys.sale(at), "ends_ms")
+                    .hkeys(self.keys.buyers(at));
                 pipe
             })
             .await?;
-        Ok(replies.into_iter().map(|(remaining,)| remaining).collect())
+        let mut view = GoneView {
+            remaining: Some(0),
+            ends_ms: None,
+            holders: Vec::new(),
+        };
+        for (remaining, ends_ms, holders) in rows {
+            view.remaining = view.remaining.zip(remaining).map(|(a, b)| a + b);
+            view.ends_ms = view.ends_ms.or(ends_ms);
+            view.holders.extend(holders);
+        }
+        Ok(view)
+    }
+
+    /// The remaining units of each sale, in order (`None`: no state), sent together; a sharded sale's are
+    /// the sum over its shards.
+    pub async fn remaining_of(&self, sales: &[SaleId]) -> Result<Vec<Option<i64>>, StockError> {
+        let shards = self.shards_of_all(sales).await?;
+        let replies: Vec<(Option<i64>,)> = self
+            .per_group(&shards, |at| {
+                let mut pipe = redis::pipe();
+                pipe.get(self.keys.stock(at));
+                pipe
+            })
+            .await?;
+        let mut sums: Vec<Option<i64>> = Vec::with_capacity(sales.len());
+        for (at, (remaining,)) in shards.iter().zip(replies) {
+            if at.shard == 0 {
+                sums.push(remaining);
+            } else if let Some(sum) = sums.last_mut() {
+                *sum = sum.zip(remaining).map(|(a, b)| a + b);
+            }
+        }
+        Ok(sums)
     }
 }

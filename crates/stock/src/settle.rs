@@ -2,7 +2,8 @@
 //! expired one gives its units back (`lua/expire.lua`). PostgreSQL decides; these only follow, idempotently.
 
 use crate::client::{Stock, StockError};
-use flashsale_domain::{OrderId, SaleId};
+use crate::keys::Tag;
+use flashsale_domain::{OrderId, SaleId, UserId};
 use redis::AsyncCommands;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,15 +29,21 @@ pub enum ReleaseOutcome {
 
 impl Stock {
     /// After PostgreSQL committed `pending_payment → paid`.
-    pub async fn mark_paid(&self, sale: SaleId, order: OrderId) -> Result<PaidOutcome, StockError> {
+    pub async fn mark_paid(
+        &self,
+        sale: SaleId,
+        user: &UserId,
+        order: OrderId,
+    ) -> Result<PaidOutcome, StockError> {
         let k = &self.keys;
+        let at = self.home(sale, user).await?;
         let reply: String = self.checked(
             self.scripts
                 .pay
-                .key(k.reservation(sale, order))
-                .key(k.sale(sale))
-                .key(k.deadlines(sale))
-                .key(k.outbox(sale))
+                .key(k.reservation(at, order))
+                .key(k.sale(at))
+                .key(k.deadlines(at))
+                .key(k.outbox(at))
                 .arg(order.to_string())
                 .arg(k.counters_channel())
                 .arg(sale.get())
@@ -56,18 +63,20 @@ impl Stock {
     pub async fn release_expired(
         &self,
         sale: SaleId,
+        user: &UserId,
         order: OrderId,
     ) -> Result<ReleaseOutcome, StockError> {
         let k = &self.keys;
+        let at = self.home(sale, user).await?;
         let reply: String = self.checked(
             self.scripts
                 .expire
-                .key(k.reservation(sale, order))
-                .key(k.stock(sale))
-                .key(k.buyers(sale))
-                .key(k.deadlines(sale))
-                .key(k.outbox(sale))
-                .key(k.sale(sale))
+                .key(k.reservation(at, order))
+                .key(k.stock(at))
+                .key(k.buyers(at))
+                .key(k.deadlines(at))
+                .key(k.outbox(at))
+                .key(k.sale(at))
                 .arg(order.to_string())
                 .arg(k.restock_channel())
                 .arg(sale.get())
@@ -83,17 +92,17 @@ impl Stock {
         }
     }
 
-    /// Held reservations of a sale whose deadline lies before `before_ms` (Unix ms), oldest first.
+    /// Held reservations of a sale (shard) whose deadline lies before `before_ms` (Unix ms), oldest first.
     pub async fn overdue(
         &self,
-        sale: SaleId,
+        at: impl Into<Tag>,
         before_ms: i64,
         limit: usize,
     ) -> Result<Vec<OrderId>, StockError> {
         let raw: Vec<String> = self.checked(
             self.conn()
                 .zrangebyscore_limit(
-                    self.keys.deadlines(sale),
+                    self.keys.deadlines(at),
                     "-inf",
                     format!("({before_ms}"),
                     0,

@@ -19,6 +19,7 @@ pub struct SaleRow {
     pub payment_window_secs: i32,
     pub held: i64,
     pub created_at: DateTime<Utc>,
+    pub stock_shards: i16,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -31,6 +32,7 @@ pub struct NewSaleRow<'a> {
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
     pub payment_window_secs: i32,
+    pub stock_shards: i16,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]

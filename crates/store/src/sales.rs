@@ -18,6 +18,7 @@ pub async fn insert(conn: &mut AsyncPgConnection, sale: &NewSale) -> QueryResult
             starts_at: sale.starts_at,
             ends_at: sale.ends_at,
             payment_window_secs: i32::try_from(sale.payment_window_secs).unwrap_or(i32::MAX),
+            stock_shards: i16::try_from(sale.stock_shards).unwrap_or(1),
         })
         .returning(SaleRow::as_returning())
         .get_result(conn)
@@ -93,6 +94,7 @@ impl SaleRow {
             ends_at: self.ends_at,
             payment_window_secs: u32::try_from(self.payment_window_secs)
                 .map_err(|e| e.to_string())?,
+            stock_shards: u16::try_from(self.stock_shards).map_err(|e| e.to_string())?,
             created_at: self.created_at,
         })
     }

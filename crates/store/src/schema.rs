@@ -13,6 +13,7 @@ diesel::table! {
         held -> Int8,
         created_at -> Timestamptz,
         paid_count -> Int8,
+        stock_shards -> Int2,
     }
 }
 

@@ -45,6 +45,7 @@ pub struct SaleSpec {
     pub ends_at: DateTime<Utc>,
     pub payment_window_secs: i64,
     pub price: &'static str,
+    pub stock_shards: i64,
 }
 
 impl Default for SaleSpec {
@@ -57,6 +58,7 @@ impl Default for SaleSpec {
             ends_at: now + ChronoDuration::hours(1),
             payment_window_secs: 60,
             price: "2990.00",
+            stock_shards: 1,
         }
     }
 }
@@ -78,6 +80,7 @@ impl SaleSpec {
             "starts_at": self.starts_at,
             "ends_at": self.ends_at,
             "payment_window_secs": self.payment_window_secs,
+            "stock_shards": self.stock_shards,
         })
     }
 }

@@ -40,26 +40,33 @@ impl TestEnv {
 
     /// Units Redis says are left (`None` when the sale has no state there).
     pub async fn remaining(&self, sale: SaleId) -> Option<i64> {
-        let mut conn = self
-            .redis()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap_or_else(|e| panic!("redis: {e}"));
-        redis::AsyncCommands::get(&mut conn, self.stock.keys().stock(sale))
+        self.stock
+            .remaining_of(&[sale])
             .await
             .unwrap_or_else(|e| panic!("redis: {e}"))
+            .pop()
+            .flatten()
     }
 
-    /// Entries waiting in the sale's outbox.
+    /// Entries waiting in the sale's outbox (in all its stock shards).
     pub async fn outbox_len(&self, sale: SaleId) -> usize {
         let mut conn = self
             .redis()
             .get_multiplexed_async_connection()
             .await
             .unwrap_or_else(|e| panic!("redis: {e}"));
-        redis::AsyncCommands::zcard(&mut conn, self.stock.keys().outbox(sale))
+        let shards = self
+            .stock
+            .shards_of(sale)
             .await
-            .unwrap_or_else(|e| panic!("redis: {e}"))
+            .unwrap_or_else(|e| panic!("redis: {e}"));
+        let mut n = 0;
+        for at in shards {
+            n += redis::AsyncCommands::zcard::<_, usize>(&mut conn, self.stock.keys().outbox(at))
+                .await
+                .unwrap_or_else(|e| panic!("redis: {e}"));
+        }
+        n
     }
 
     pub async fn order_count(&self, sale: SaleId) -> i64 {

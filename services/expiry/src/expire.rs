@@ -213,7 +213,7 @@ impl Expirer {
     async fn release(&self, due: &Due) -> Result<(), HandleError> {
         let outcome = self
             .stock
-            .release_expired(due.sale_id, due.order_id)
+            .release_expired(due.sale_id, &due.user_id, due.order_id)
             .await
             .map_err(stock_error)?;
         match outcome {
@@ -234,7 +234,7 @@ impl Expirer {
     async fn repair_paid(&self, due: &Due) -> Result<(), HandleError> {
         let outcome = self
             .stock
-            .mark_paid(due.sale_id, due.order_id)
+            .mark_paid(due.sale_id, &due.user_id, due.order_id)
             .await
             .map_err(stock_error)?;
         if outcome == PaidOutcome::Paid {

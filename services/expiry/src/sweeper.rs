@@ -80,15 +80,25 @@ pub async fn sweep(expirer: &Expirer, settings: &ExpirySettings) -> anyhow::Resu
     }
 
     let before_ms = Utc::now().timestamp_millis().saturating_sub(grace_ms);
+    let mut shards = Vec::new();
     for sale in expirer
         .stock
         .live_sale_ids()
         .await
         .context("listing live sales")?
     {
+        shards.extend(
+            expirer
+                .stock
+                .shards_of(sale)
+                .await
+                .context("listing stock shards")?,
+        );
+    }
+    for at in shards {
         let ids = expirer
             .stock
-            .overdue(sale, before_ms, limit)
+            .overdue(at, before_ms, limit)
             .await
             .context("reading overdue reservations")?;
         if ids.is_empty() {
@@ -96,7 +106,7 @@ pub async fn sweep(expirer: &Expirer, settings: &ExpirySettings) -> anyhow::Resu
         }
         let held = expirer
             .stock
-            .reservations(sale, &ids)
+            .reservations(at, &ids)
             .await
             .context("reading overdue reservations")?;
         let dues: Vec<Due> = held

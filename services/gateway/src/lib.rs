@@ -50,7 +50,7 @@ const CLOSE_WITHIN: Duration = Duration::from_secs(1);
 pub struct App {
     settings: Settings,
     state: AppState,
-    confirmed_rx: UnboundedReceiver<(flashsale_domain::SaleId, flashsale_domain::OrderId)>,
+    confirmed_rx: UnboundedReceiver<(flashsale_stock::Tag, flashsale_domain::OrderId)>,
     listener: TcpListener,
     port: u16,
 }

@@ -25,7 +25,13 @@ impl BatchHandler for ClearRejected {
             let returns_units = r.cause == RejectCause::BuyerAlreadyActive;
             match self
                 .stock
-                .clear_rejected(r.sale_id, r.order_id, returns_units, r.active_order_id)
+                .clear_rejected(
+                    r.sale_id,
+                    &r.user_id,
+                    r.order_id,
+                    returns_units,
+                    r.active_order_id,
+                )
                 .await
             {
                 Ok(outcome) => {

@@ -77,7 +77,10 @@ pub async fn reserve(
             permits.amqp.success();
             // Removing the outbox entry is batched off the hot path; if it never happens the relay re-publishes
             // and consumers dedupe by message_id.
-            let _ = state.confirmed.send((cmd.sale, order_id));
+            // The home shard is remembered by now (the script ran there): no Redis call.
+            if let Ok(at) = state.stock.home(cmd.sale, cmd.user).await {
+                let _ = state.confirmed.send((at, order_id));
+            }
             (Ok(reservation), "RESERVED")
         }
         Err(e) => {

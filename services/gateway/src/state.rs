@@ -7,8 +7,8 @@ use crate::catalog::SaleCatalog;
 use crate::metrics::GatewayMetrics;
 use crate::warm::{RestoreRule, Restores};
 use flashsale_broker::Publisher;
-use flashsale_domain::{OrderId, SaleId};
-use flashsale_stock::{RateLimits, Stock};
+use flashsale_domain::OrderId;
+use flashsale_stock::{RateLimits, Stock, Tag};
 use flashsale_store::PgPool;
 use prometheus::Registry;
 use std::sync::Arc;
@@ -44,7 +44,7 @@ pub struct AppState {
     pub breakers: Arc<Breakers>,
     pub registry: Registry,
     /// Confirmed reservations whose outbox entry can go; removed in batches off the hot path.
-    pub confirmed: UnboundedSender<(SaleId, OrderId)>,
+    pub confirmed: UnboundedSender<(Tag, OrderId)>,
     pub max_body_bytes: usize,
     pub relay_age: Duration,
     pub relay_batch: usize,

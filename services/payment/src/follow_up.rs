@@ -87,7 +87,11 @@ pub async fn run(state: &AppState, follow_up: &FollowUp) -> Result<(), ApiError>
     match follow_up {
         FollowUp::Nothing => Ok(()),
         FollowUp::Paid(m) => {
-            match state.stock.mark_paid(m.sale_id, m.order_id).await? {
+            match state
+                .stock
+                .mark_paid(m.sale_id, &m.user_id, m.order_id)
+                .await?
+            {
                 PaidOutcome::Paid | PaidOutcome::AlreadyPaid => {}
                 other => {
                     // PostgreSQL decided; the warmer rebuilds a sale whose Redis state was lost.

@@ -24,6 +24,7 @@ pub async fn evalsha_args(ctx: &Context) -> anyhow::Result<Vec<String>> {
         payment_window_secs: crate::scenarios::PAYMENT_WINDOW_SECS,
         starts_at: now - ChronoDuration::minutes(1),
         ends_at: now + ChronoDuration::hours(1),
+        stock_shards: 1,
         created_at: now,
     };
     stock
@@ -42,7 +43,7 @@ pub async fn evalsha_args(ctx: &Context) -> anyhow::Result<Vec<String>> {
     Ok(vec![
         "EVALSHA".into(),
         stock.reserve_script_sha().into(),
-        "8".into(),
+        "9".into(),
         k.sale(sale),
         k.stock(sale),
         k.buyers(sale),
@@ -52,6 +53,8 @@ pub async fn evalsha_args(ctx: &Context) -> anyhow::Result<Vec<String>> {
         // No Idempotency-Key: the sale hash stands in (reserve.lua's KEYS[7]).
         k.sale(sale),
         k.deadlines(sale),
+        // No lent units: the sale hash stands in for the received-transfers set (KEYS[9]).
+        k.sale(sale),
         "__rand_int__".into(),
         "rb-__rand_int__".into(),
         "1".into(),
@@ -61,6 +64,8 @@ pub async fn evalsha_args(ctx: &Context) -> anyhow::Result<Vec<String>> {
         k.counters_channel(),
         "1".into(),
         ctx.settings.sse.coalesce_ms.to_string(),
+        String::new(),
+        "0".into(),
     ])
 }
 

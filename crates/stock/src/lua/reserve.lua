@@ -9,10 +9,13 @@
 -- KEYS[4] outbox zset      KEYS[5] reservation hash (new)    KEYS[6] buyer rate bucket
 -- KEYS[7] idempotency key, or KEYS[1] again when there is none (every key in one slot, as a cluster requires)
 -- KEYS[8] deadlines zset (held reservations by deadline)
+-- KEYS[9] received-transfers set of a stock shard, or KEYS[1] when no transfer comes with the call
 -- ARGV[1] order id  ARGV[2] user id  ARGV[3] quantity  ARGV[4] idempotency ttl (s)
 -- ARGV[5] buyer rate/s  ARGV[6] buyer burst  ARGV[7] counters channel  ARGV[8] sale id
 -- ARGV[9] announce at most every this many ms (the gateways' live feed re-reads once more after that long, so a
 -- change whose announcement was skipped is still seen)
+-- ARGV[10] transfer id, or '' (units another shard lent this one for this buyer, see lend.lua; taken in once)
+-- ARGV[11] the transfer's units
 --
 -- Replies: {'RESERVED'|'REPLAYED', order_id, qty, amount_minor, created_ms, expires_ms} or {CODE, detail?}.
 
@@ -25,6 +28,13 @@ local meta = redis.call('HMGET', KEYS[1], 'starts_ms', 'ends_ms', 'per_user_limi
   'price_minor', 'expire_ms', 'announced_ms')
 if not meta[1] then return {'NO_SALE'} end
 local qty = tonumber(ARGV[3])
+local lent = ARGV[10] ~= nil and ARGV[10] ~= ''
+
+-- Lent units land before any check, whatever this buyer is answered: they belong to the shard now.
+if lent and redis.call('EXISTS', KEYS[2]) == 1 and redis.call('SADD', KEYS[9], ARGV[10]) == 1 then
+  redis.call('INCRBY', KEYS[2], ARGV[11])
+  if meta[6] then redis.call('PEXPIREAT', KEYS[9], meta[6]) end
+end
 
 -- A retry with the same key answers the first 202 and costs nothing. The '|p' mark tells a gateway whose
 -- publish failed that a 202 for this reservation was already given, so it must not release it.
@@ -50,8 +60,11 @@ local function take(key, rate, burst)
   return 0
 end
 
-local wait = take(KEYS[6], tonumber(ARGV[5]), tonumber(ARGV[6]))
-if wait > 0 then return {'RATE_LIMITED', int(wait)} end
+-- A call that brings lent units continues a request that already paid its token.
+if not lent then
+  local wait = take(KEYS[6], tonumber(ARGV[5]), tonumber(ARGV[6]))
+  if wait > 0 then return {'RATE_LIMITED', int(wait)} end
+end
 
 if now < tonumber(meta[1]) then return {'SALE_NOT_STARTED'} end
 if now >= tonumber(meta[2]) then return {'SALE_ENDED'} end

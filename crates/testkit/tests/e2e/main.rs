@@ -24,6 +24,7 @@ mod refusals;
 mod rejected;
 mod reservations;
 mod settlement;
+mod shards;
 mod sold_out;
 mod sse;
 mod sse_list;

@@ -287,12 +287,16 @@ async fn a_restored_sale_keeps_each_order_payable_or_expirable_once() {
         vec![order(&pending)],
         "only the pending order has a deadline"
     );
-    let released = stock.release_expired(sale, order(&pending)).await;
+    let released = stock
+        .release_expired(sale, &user("pending"), order(&pending))
+        .await;
     assert_eq!(
         released.ok(),
         Some(flashsale_stock::ReleaseOutcome::Released)
     );
-    let again = stock.release_expired(sale, order(&pending)).await;
+    let again = stock
+        .release_expired(sale, &user("pending"), order(&pending))
+        .await;
     assert_eq!(
         again.ok(),
         Some(flashsale_stock::ReleaseOutcome::AlreadyReleased)
@@ -302,7 +306,7 @@ async fn a_restored_sale_keeps_each_order_payable_or_expirable_once() {
         Some(4),
         "the expired units came back once"
     );
-    let marked = stock.mark_paid(sale, order(&paid)).await;
+    let marked = stock.mark_paid(sale, &user("paid"), order(&paid)).await;
     assert_eq!(marked.ok(), Some(flashsale_stock::PaidOutcome::AlreadyPaid));
 
     let retry = gw.reserve(sale, &env.token("pending")).await;
@@ -313,4 +317,8 @@ async fn a_restored_sale_keeps_each_order_payable_or_expirable_once() {
     );
     let holder = gw.reserve(sale, &env.token("paid")).await;
     assert_eq!(holder.code(), "LIMIT_EXCEEDED", "{holder:?}");
+}
+
+fn user(id: &str) -> flashsale_domain::UserId {
+    flashsale_domain::UserId::parse(id).expect("valid user id")
 }

@@ -10,7 +10,7 @@ use actix_web::{HttpResponse, web};
 use flashsale_api_error::openapi::{
     InvalidRequestError, OrderNotFoundError, UnauthorizedError, UnavailableError,
 };
-use flashsale_domain::{ErrorCode, Money, OrderId, OrderStatus, SaleId};
+use flashsale_domain::{ErrorCode, Money, OrderId, OrderStatus, SaleId, UserId};
 use flashsale_stock::{HeldReservation, ReservationState};
 use flashsale_store::models::OrderRow;
 use flashsale_store::{Conn, StoreError, orders, payments};
@@ -210,7 +210,7 @@ pub async fn get_order(
         Err(e) if e.code == ErrorCode::OrderNotFound => return Err(e), // another buyer's order
         // Not written yet, or the database is down: Redis knows every reservation still held.
         Ok(None) | Err(_) => {
-            let found = held_reservation(&state, id).await?;
+            let found = held_reservation(&state, id, &buyer.0).await?;
             match (found, stored) {
                 (Some(r), _) if r.user == buyer.0 => r.into(),
                 (_, Err(e)) => return Err(e),
@@ -224,9 +224,10 @@ pub async fn get_order(
 async fn held_reservation(
     state: &AppState,
     id: OrderId,
+    buyer: &UserId,
 ) -> Result<Option<HeldReservation>, ApiError> {
     let sales = sales_of_order(state, id).await?;
-    Ok(state.stock.find_reservation(id, &sales).await?)
+    Ok(state.stock.find_reservation(id, buyer, &sales).await?)
 }
 
 /// The buyer's orders, newest first (at most 100).

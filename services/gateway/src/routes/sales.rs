@@ -36,6 +36,9 @@ pub struct SaleView {
     pub ends_at: String,
     pub per_user_limit: u32,
     pub payment_window_secs: u32,
+    /// Redis key groups the stock is split over (1 unless the sale was created with more).
+    #[schema(minimum = 1, maximum = 16)]
+    pub stock_shards: u16,
 }
 
 pub fn rfc3339(t: DateTime<Utc>) -> String {
@@ -58,6 +61,7 @@ impl SaleView {
             ends_at: rfc3339(sale.ends_at),
             per_user_limit: sale.per_user_limit,
             payment_window_secs: sale.payment_window_secs,
+            stock_shards: sale.stock_shards,
         }
     }
 }

@@ -121,7 +121,7 @@ async fn payable(state: &AppState, id: OrderId, buyer: &UserId) -> Result<Payabl
     }
     // Not written yet: Redis holds every reservation of the live sales.
     let sales = state.stock.live_sale_ids().await?;
-    let Some(r) = state.stock.find_reservation(id, &sales).await? else {
+    let Some(r) = state.stock.find_reservation(id, buyer, &sales).await? else {
         return Err(not_found());
     };
     if &r.user != buyer {

@@ -117,7 +117,14 @@ async fn a_paid_order_is_left_alone_by_its_due_message() {
     .unwrap_or_else(|e| panic!("paying: {e}"));
     assert_eq!(paid, 1, "paid before the deadline");
     assert_eq!(
-        env.stock.mark_paid(sale, order).await.ok(),
+        env.stock
+            .mark_paid(
+                sale,
+                &flashsale_domain::UserId::parse("payer").expect("user"),
+                order
+            )
+            .await
+            .ok(),
         Some(PaidOutcome::Paid)
     );
 

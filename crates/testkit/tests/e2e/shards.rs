@@ -1,0 +1,216 @@
+//! Stock shards on one Redis: a sale split over 4 key groups sells exactly its stock, keeps the per-buyer limit
+//! across shards, sums its counters, lends units to a buyer whose home shard ran out, gets expired units back on
+//! the shard they came from, and the relay finishes a transfer a gateway lent but never took in.
+
+use crate::expiry::sale_with_window;
+use flashsale_domain::{SaleId, UserId};
+use flashsale_stock::Tag;
+use flashsale_stock::shards::home_shard;
+use flashsale_testkit::env::DRAIN;
+use flashsale_testkit::{SaleSpec, TestEnv, eventually};
+use futures_util::stream::{self, StreamExt};
+use redis::AsyncCommands;
+use reqwest::StatusCode;
+use std::collections::HashSet;
+
+const SHARDS: u16 = 4;
+
+fn sharded(stock: i64) -> SaleSpec {
+    SaleSpec {
+        stock_shards: SHARDS.into(),
+        ..SaleSpec::stock(stock)
+    }
+}
+
+/// Each shard's remaining units, shard 0 first.
+async fn shard_stock(env: &TestEnv, sale: SaleId) -> Vec<Option<i64>> {
+    let mut conn = env
+        .redis()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let mut all = Vec::new();
+    for k in 0..SHARDS {
+        let key = env.stock.keys().stock(Tag::new(sale, k));
+        all.push(conn.get(key).await.expect("GET stock"));
+    }
+    all
+}
+
+/// Transfers still recorded at their donors, over all shards.
+async fn lent(env: &TestEnv, sale: SaleId) -> usize {
+    let mut conn = env
+        .redis()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let mut n = 0;
+    for k in 0..SHARDS {
+        let key = env.stock.keys().lent(Tag::new(sale, k));
+        n += conn.zcard::<_, usize>(key).await.expect("ZCARD lent");
+    }
+    n
+}
+
+/// `n` buyer names whose home shard is `shard`.
+fn homed_on(shard: u16, n: usize, tag: &str) -> Vec<String> {
+    (0..)
+        .map(|i| format!("{tag}-{i}"))
+        .filter(|u| home_shard(&UserId::parse(u.clone()).expect("user"), SHARDS) == shard)
+        .take(n)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_race_on_a_four_shard_sale_sells_exactly_the_stock_once_per_buyer() {
+    let env = TestEnv::new().await;
+    let gw = env.spawn_gateway().await;
+    let _writer = env.spawn_order_writer().await;
+    let sale = gw.create_sale(&env, &sharded(40)).await;
+    assert_eq!(
+        shard_stock(&env, sale).await,
+        vec![Some(10); 4],
+        "split evenly"
+    );
+    assert_eq!(gw.sale(sale).await.body["stock_shards"], 4);
+
+    let tokens: Vec<String> = (0..400).map(|i| env.token(&format!("sb-{i}"))).collect();
+    let replies: Vec<_> = stream::iter(tokens.iter().map(|t| gw.reserve(sale, t)))
+        .buffer_unordered(100)
+        .collect()
+        .await;
+    let accepted: HashSet<String> = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::ACCEPTED)
+        .filter_map(|r| r.body["order_id"].as_str().map(str::to_owned))
+        .collect();
+    let sold_out = replies.iter().filter(|r| r.code() == "SOLD_OUT").count();
+    assert_eq!(accepted.len(), 40, "exactly the stock, over all shards");
+    assert_eq!(sold_out, 360, "SOLD_OUT once every shard is empty");
+    assert_eq!(shard_stock(&env, sale).await, vec![Some(0); 4]);
+    assert_eq!(lent(&env, sale).await, 0, "every transfer was taken in");
+
+    // The per-buyer limit holds across shards: a winner asking again hears of their order.
+    let (i, winner) = replies
+        .iter()
+        .enumerate()
+        .find(|(_, r)| r.status == StatusCode::ACCEPTED)
+        .expect("a winner");
+    let again = gw.reserve(sale, &tokens[i]).await;
+    assert_eq!(again.code(), "LIMIT_EXCEEDED", "{again:?}");
+    assert_eq!(again.body["error"]["order_id"], winner.body["order_id"]);
+
+    let view = gw.sale(sale).await;
+    assert_eq!(
+        (
+            &view.body["remaining"],
+            &view.body["reserved"],
+            &view.body["status"]
+        ),
+        (
+            &serde_json::json!(0),
+            &serde_json::json!(40),
+            &serde_json::json!("sold_out")
+        ),
+        "{view:?}"
+    );
+    eventually(DRAIN, || env.order_count(sale), 40).await;
+    let rows: HashSet<String> = env.orders(sale).await.into_iter().map(|r| r.0).collect();
+    assert_eq!(rows, accepted, "one row per 202");
+    assert_eq!(env.held(sale).await, 40);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn buyers_of_one_shard_borrow_the_others_units_and_expired_units_come_back_once() {
+    let env = TestEnv::new().await;
+    let gw = env.spawn_gateway().await;
+    let _writer = env.spawn_order_writer().await;
+    let _expiry = env.spawn_expiry().await;
+    let spec = SaleSpec {
+        stock_shards: SHARDS.into(),
+        ..sale_with_window(8, 2)
+    };
+    let sale = gw.create_sale(&env, &spec).await;
+
+    // Eight buyers who all live on shard 0 buy all eight units: six of them came from the other shards.
+    let homed = homed_on(0, 9, "h0");
+    let mut orders = HashSet::new();
+    for user in &homed[..8] {
+        let reply = gw.reserve(sale, &env.token(user)).await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED, "{user}: {reply:?}");
+        orders.insert(
+            reply.body["order_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
+    let last = gw.reserve(sale, &env.token(&homed[8])).await;
+    assert_eq!(last.code(), "SOLD_OUT", "{last:?}");
+    assert_eq!(shard_stock(&env, sale).await, vec![Some(0); 4]);
+    assert_eq!(lent(&env, sale).await, 0);
+
+    // Unpaid, they expire: all eight units return once, to shard 0 where the reservations lived.
+    eventually(DRAIN, || env.remaining(sale), Some(8)).await;
+    assert_eq!(
+        shard_stock(&env, sale).await,
+        vec![Some(8), Some(0), Some(0), Some(0)]
+    );
+    eventually(DRAIN, || env.held(sale), 0).await;
+    let rows: HashSet<String> = env.orders(sale).await.into_iter().map(|r| r.0).collect();
+    assert_eq!(rows, orders);
+
+    // A buyer of another shard borrows from shard 0 now.
+    let other = homed_on(3, 1, "h3");
+    let reply = gw.reserve(sale, &env.token(&other[0])).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{reply:?}");
+    assert_eq!(env.remaining(sale).await, Some(7));
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_relay_takes_in_units_a_gateway_lent_and_never_delivered() {
+    let env = TestEnv::new().await;
+    let gw = env.spawn_gateway().await;
+    let sale = gw.create_sale(&env, &sharded(8)).await;
+
+    // What a gateway that died right after `lend.lua` leaves: units gone from shard 2, recorded as lent to 1
+    // (scored at the epoch, so the relay finds it stale at once).
+    let mut conn = env
+        .redis()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let donor = Tag::new(sale, 2);
+    let _: i64 = conn
+        .decr(env.stock.keys().stock(donor), 2)
+        .await
+        .expect("DECRBY");
+    let _: i64 = conn
+        .zadd(env.stock.keys().lent(donor), "1|2|lost-transfer", 1)
+        .await
+        .expect("ZADD");
+    assert_eq!(env.remaining(sale).await, Some(6));
+
+    eventually(
+        DRAIN,
+        || shard_stock(&env, sale),
+        vec![Some(2), Some(4), Some(0), Some(2)],
+    )
+    .await;
+    assert_eq!(lent(&env, sale).await, 0, "forgotten at the donor");
+    assert_eq!(
+        env.remaining(sale).await,
+        Some(8),
+        "no unit lost, none twice"
+    );
+    // Taken in once: the same transfer again changes nothing.
+    let _: i64 = conn
+        .zadd(env.stock.keys().lent(donor), "1|2|lost-transfer", 1)
+        .await
+        .expect("ZADD");
+    eventually(DRAIN, || lent(&env, sale), 0).await;
+    assert_eq!(env.remaining(sale).await, Some(8));
+    env.cleanup().await;
+}
