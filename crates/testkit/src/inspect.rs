@@ -7,21 +7,30 @@ use diesel::sql_types::{BigInt, Text};
 use diesel_async::RunQueryDsl;
 use flashsale_domain::SaleId;
 
+/// The longest a test's own broker call (a passive declare, a close) may take.
+const BROKER_CALL: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl TestEnv {
     /// Messages waiting in the dead-letter queue (a passive declare: reads the count, changes nothing).
     pub async fn dead_letters(&self) -> u32 {
         let conn = flashsale_broker::connect(&self.settings.amqp, "test-dead-letters")
             .await
             .unwrap_or_else(|e| panic!("amqp: {e:#}"));
-        let ch = conn
-            .create_channel()
-            .await
-            .unwrap_or_else(|e| panic!("channel: {e}"));
         let queue = flashsale_broker::Names::new(&self.settings.amqp.prefix).dead_queue();
-        let depth = flashsale_broker::depth::queue_depth(&ch, &queue)
+        let read = async {
+            let ch = conn
+                .create_channel()
+                .await
+                .unwrap_or_else(|e| panic!("channel: {e}"));
+            flashsale_broker::depth::queue_depth(&ch, &queue)
+                .await
+                .unwrap_or_else(|e| panic!("dead queue {queue}: {e}"))
+        };
+        let depth = tokio::time::timeout(BROKER_CALL, read)
             .await
-            .unwrap_or_else(|e| panic!("dead queue {queue}: {e}"));
-        let _ = conn.close(200, "done".into()).await;
+            .unwrap_or_else(|_| panic!("reading the depth of {queue} took over {BROKER_CALL:?}"));
+        // A close the broker never answers must not hold the test; dropping the connection closes it anyway.
+        let _ = tokio::time::timeout(BROKER_CALL, conn.close(200, "done".into())).await;
         depth
     }
 

@@ -7,4 +7,5 @@ mod launchers;
 mod rabbit_node;
 mod redis_failover;
 mod redis_race;
+mod redis_shards;
 mod replicas;

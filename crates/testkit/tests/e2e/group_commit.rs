@@ -108,12 +108,13 @@ async fn one_undecodable_member_is_dead_lettered_alone_while_its_neighbours_beco
         .await
         .expect("amqp");
     let ch = conn.create_channel().await.expect("channel");
-    let got = ch
-        .basic_get(
-            names.dead_queue().as_str().into(),
-            BasicGetOptions { no_ack: true },
-        )
+    let get = ch.basic_get(
+        names.dead_queue().as_str().into(),
+        BasicGetOptions { no_ack: true },
+    );
+    let got = tokio::time::timeout(Duration::from_secs(5), get)
         .await
+        .expect("basic.get answered")
         .expect("basic.get")
         .expect("a dead letter");
     assert_eq!(got.delivery.data, bad, "only the bad member, not its batch");
@@ -128,8 +129,9 @@ async fn one_undecodable_member_is_dead_lettered_alone_while_its_neighbours_beco
         other => panic!("no x-first-death-queue: {other:?}"),
     };
     assert_eq!(queue, names.order_writer_queue());
-    let _ = conn.close(200, "done".into()).await;
-    publisher.close().await;
+    // Bounded: a close the broker does not answer must not hold the test (dropping closes the socket).
+    let _ = tokio::time::timeout(Duration::from_secs(5), conn.close(200, "done".into())).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), publisher.close()).await;
     env.cleanup().await;
 }
 

@@ -75,8 +75,9 @@ async fn a_race_on_a_four_shard_sale_sells_exactly_the_stock_once_per_buyer() {
     assert_eq!(gw.sale(sale).await.body["stock_shards"], 4);
 
     let tokens: Vec<String> = (0..400).map(|i| env.token(&format!("sb-{i}"))).collect();
+    // In token order (`buffered`), so a reply's index names its buyer.
     let replies: Vec<_> = stream::iter(tokens.iter().map(|t| gw.reserve(sale, t)))
-        .buffer_unordered(100)
+        .buffered(100)
         .collect()
         .await;
     let accepted: HashSet<String> = replies
