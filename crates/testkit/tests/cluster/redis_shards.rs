@@ -1,8 +1,11 @@
 //! A 4-shard sale on a Redis Cluster of 3 primaries: its shards sit on different primaries, and the race
-//! through two gateways still sells exactly the stock, once per buyer, with every 202 an order.
+//! through two gateways still sells exactly the stock, once per buyer, with every 202 an order; buyers whose
+//! home shard ran out get units lent by shards on other primaries.
 
 use crate::redis_race::env_on;
+use flashsale_domain::UserId;
 use flashsale_stock::Tag;
+use flashsale_stock::shards::home_shard;
 use flashsale_testkit::env::DRAIN;
 use flashsale_testkit::{RedisCluster, SaleSpec, eventually};
 use futures_util::stream::{self, StreamExt};
@@ -70,5 +73,32 @@ async fn a_race_on_a_four_shard_sale_spreads_over_primaries_and_sells_exactly_th
             "{status:?}"
         );
     }
+
+    // Eight buyers of shard 0 buy a second sale's eight units: six are lent by shards on other primaries.
+    let small = gateways[0]
+        .create_sale(
+            &env,
+            &SaleSpec {
+                stock_shards: 4,
+                ..SaleSpec::stock(8)
+            },
+        )
+        .await;
+    let homed: Vec<String> = (0..)
+        .map(|i| format!("home0-{i}"))
+        .filter(|u| home_shard(&UserId::parse(u.clone()).expect("user"), 4) == 0)
+        .take(9)
+        .collect();
+    for (i, user) in homed.iter().enumerate() {
+        let reply = gateways[i % 2].reserve(small, &env.token(user)).await;
+        let want = if i < 8 { "202" } else { "SOLD_OUT" };
+        let got = if reply.status == StatusCode::ACCEPTED {
+            "202".to_owned()
+        } else {
+            reply.code().to_owned()
+        };
+        assert_eq!(got, want, "{user}: {reply:?}");
+    }
+    eventually(DRAIN, || env.order_count(small), 8).await;
     env.cleanup().await;
 }
