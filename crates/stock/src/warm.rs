@@ -39,7 +39,7 @@ impl Stock {
         let shares = if n == 1 {
             vec![w.remaining]
         } else {
-            self.shares(&shards, w.remaining).await?
+            self.shares(w, &shards).await?
         };
         let replies = join_all(
             shards
@@ -63,20 +63,27 @@ impl Stock {
         })
     }
 
-    /// What each shard's stock becomes if it is missing: `remaining` less what live shards hold, split evenly
-    /// over the missing ones (0 for a live shard, whose stock is never touched).
-    async fn shares(&self, shards: &[Tag], remaining: i64) -> Result<Vec<i64>, StockError> {
-        let stocks: Vec<(Option<i64>,)> = self
+    /// What each shard's stock becomes if it is missing: `remaining` less what live shards of this
+    /// incarnation hold, split evenly over the others (a live shard's stock is never touched; a shard left by
+    /// an earlier database under this id is replaced whole, so it counts as missing).
+    async fn shares(&self, w: &SaleWarmup, shards: &[Tag]) -> Result<Vec<i64>, StockError> {
+        let incarnation = w.sale.created_at.timestamp_micros().to_string();
+        let stocks: Vec<(Option<i64>, Option<String>)> = self
             .per_group(shards, |at| {
                 let mut pipe = redis::pipe();
-                pipe.get(self.keys.stock(at));
+                pipe.get(self.keys.stock(at))
+                    .hget(self.keys.sale(at), "incarnation");
                 pipe
             })
             .await?;
-        let live: i64 = stocks.iter().filter_map(|(n,)| *n).sum();
+        let live_stock = |(n, inc): &(Option<i64>, Option<String>)| {
+            n.filter(|_| inc.as_deref() == Some(incarnation.as_str()))
+        };
+        let live: i64 = stocks.iter().filter_map(live_stock).sum();
         let missing: Vec<usize> = (0..stocks.len())
-            .filter(|i| stocks[*i].0.is_none())
+            .filter(|i| live_stock(&stocks[*i]).is_none())
             .collect();
+        let remaining = w.remaining;
         let left = (remaining - live).max(0);
         let mut shares = vec![0; shards.len()];
         let m = i64::try_from(missing.len()).unwrap_or(1).max(1);

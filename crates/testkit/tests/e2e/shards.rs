@@ -215,3 +215,59 @@ async fn the_relay_takes_in_units_a_gateway_lent_and_never_delivered() {
     assert_eq!(env.remaining(sale).await, Some(8));
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_lost_shard_is_restored_with_its_buyers_and_no_unit_counted_twice() {
+    let env = TestEnv::with(|s| s.gateway.restore_quiet_ms = 300).await;
+    let gw = env.spawn_gateway().await;
+    let _writer = env.spawn_order_writer().await;
+    let sale = gw.create_sale(&env, &sharded(8)).await;
+    let homed = homed_on(2, 3, "h2");
+    let mut first = Vec::new();
+    for user in &homed[..2] {
+        let reply = gw.reserve(sale, &env.token(user)).await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED, "{reply:?}");
+        first.push(reply.body["order_id"].clone());
+    }
+    eventually(DRAIN, || env.held(sale), 2).await;
+    assert_eq!(
+        shard_stock(&env, sale).await,
+        vec![Some(2), Some(2), Some(0), Some(2)]
+    );
+
+    // Shard 2 alone loses its keys (its primary failed over without them): its stock, buyers, reservations.
+    let mut conn = env
+        .redis()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let pattern = format!("{}{{sale:{}:2}}:*", env.stock.keys().prefix(), sale.get());
+    let lost: Vec<String> = {
+        let iter = conn.scan_match::<_, String>(&pattern).await.expect("SCAN");
+        iter.filter_map(|k| async move { k.ok() }).collect().await
+    };
+    assert!(lost.len() >= 4, "shard 2 had state: {lost:?}");
+    let _: () = conn.del(&lost).await.expect("DEL");
+
+    // The warmer restores it from PostgreSQL: both orders on their home shard, and none of the 6 units the
+    // other shards still hold counted again.
+    eventually(
+        DRAIN,
+        || shard_stock(&env, sale),
+        vec![Some(2), Some(2), Some(0), Some(2)],
+    )
+    .await;
+    for (user, order) in homed[..2].iter().zip(&first) {
+        let again = gw.reserve(sale, &env.token(user)).await;
+        assert_eq!(again.code(), "LIMIT_EXCEEDED", "{again:?}");
+        assert_eq!(&again.body["error"]["order_id"], order);
+    }
+    let third = gw.reserve(sale, &env.token(&homed[2])).await;
+    assert_eq!(
+        third.status,
+        StatusCode::ACCEPTED,
+        "lent from a live shard: {third:?}"
+    );
+    assert_eq!(env.remaining(sale).await, Some(5));
+    env.cleanup().await;
+}
