@@ -49,17 +49,21 @@ impl Stock {
             let Some(t) = self.lend(donor, home, missing).await? else {
                 continue;
             };
-            if t.units >= missing {
-                last = Some(t);
+            let covers = t.units >= missing;
+            if !covers {
+                missing -= t.units;
+                if self.receive(&t).await? {
+                    // Forgetting it at the donor may fail: the repair pass finds it taken in, and forgets it.
+                    let _ = self.settle_transfer(&t).await;
+                }
+            }
+            // Brought along even when already taken in: the script then skips the buyer's rate bucket.
+            last = Some(t);
+            if covers {
                 break;
             }
-            missing -= t.units;
-            if self.receive(&t).await? {
-                // Forgetting it at the donor may fail: the repair pass finds it taken in, and forgets it then.
-                let _ = self.settle_transfer(&t).await;
-            }
         }
-        if last.is_none() && missing == req.quantity {
+        if last.is_none() {
             return Ok(ReserveOutcome::Refused(Refusal::SoldOut));
         }
         let outcome = self.reserve_at(home, req, limits, last.as_ref()).await?;

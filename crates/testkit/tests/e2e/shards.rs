@@ -271,3 +271,24 @@ async fn one_lost_shard_is_restored_with_its_buyers_and_no_unit_counted_twice() 
     assert_eq!(env.remaining(sale).await, Some(5));
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_quantity_no_single_shard_holds_is_gathered_from_several() {
+    let env = TestEnv::new().await;
+    let gw = env.spawn_gateway().await;
+    let spec = SaleSpec {
+        per_user_limit: 3,
+        ..sharded(4)
+    };
+    let sale = gw.create_sale(&env, &spec).await;
+    assert_eq!(shard_stock(&env, sale).await, vec![Some(1); 4]);
+
+    // One unit on each shard; a buyer of shard 0 asks for three: each donor lends its one, the last covers.
+    let buyer = &homed_on(0, 1, "q0")[0];
+    let reply = gw.reserve_quantity(sale, &env.token(buyer), 3).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{reply:?}");
+    assert_eq!(reply.body["quantity"], 3);
+    assert_eq!(env.remaining(sale).await, Some(1));
+    assert_eq!(lent(&env, sale).await, 0);
+    env.cleanup().await;
+}
