@@ -179,6 +179,10 @@ async fn session<H: BatchHandler>(
     backoff.reset();
     tracing::info!(queue = %opts.queue, "consuming");
 
+    // A dead-lettered member waits for its confirm (at most confirm_timeout_ms); the acks themselves are
+    // instant on a live connection.
+    let settle_within = Duration::from_millis(settings.confirm_timeout_ms.saturating_mul(2))
+        + Duration::from_secs(1);
     let mut dead = MemberDeadLetters::new(
         &conn,
         names.dead_exchange(),
@@ -190,6 +194,8 @@ async fn session<H: BatchHandler>(
             biased;
             _ = shutdown.cancelled() => break Ok(()),
             next = consumer.next() => next,
+            // The stream does not always end when the broker resets the connection: look at it ourselves.
+            () = lost(&conn, &channel) => break Err(anyhow::anyhow!("the connection to the broker was lost")),
         };
         // Members, not deliveries, fill a batch: a group-committed delivery brings many.
         let (mut batch, mut deliveries) = (Vec::new(), Vec::new());
@@ -224,15 +230,30 @@ async fn session<H: BatchHandler>(
             // Shutting down with an uncommitted batch: leave it unacknowledged, the broker redelivers it.
             break Ok(());
         };
-        settle(
-            &deliveries,
-            &batch,
-            &settles,
-            &mut dead,
-            &opts.queue,
-            metrics,
+        // Bounded: lapin may never resolve an ack on a connection the broker reset (its node stopped), and a
+        // consumer waiting on it would hold its deliveries and never reconnect. Giving up unacknowledged is
+        // safe: the broker redelivers the batch and the handler is idempotent.
+        let settled = tokio::time::timeout(
+            settle_within,
+            settle(
+                &deliveries,
+                &batch,
+                &settles,
+                &mut dead,
+                &opts.queue,
+                metrics,
+            ),
         )
-        .await?;
+        .await;
+        match settled {
+            Ok(result) => result?,
+            Err(_) => {
+                break Err(anyhow::anyhow!(
+                    "settling a batch took longer than {settle_within:?}; reconnecting (the broker \
+                     redelivers it)"
+                ));
+            }
+        }
         if let Some(e) = broken {
             break Err(e);
         }
@@ -246,6 +267,17 @@ async fn session<H: BatchHandler>(
     };
     let _ = tokio::time::timeout(Duration::from_secs(1), close).await;
     result
+}
+
+/// Resolves once the connection or the channel is no longer usable (checked every 500 ms).
+async fn lost(conn: &lapin::Connection, channel: &lapin::Channel) {
+    let mut every = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        every.tick().await;
+        if !conn.status().connected() || !channel.status().connected() {
+            return;
+        }
+    }
 }
 
 /// Dead-letters the refused deliveries one by one (a refused member of a batch alone, by a confirmed publish),

@@ -14,7 +14,7 @@ use flashsale_testkit::{RedisCluster, SaleSpec, eventually};
 use std::collections::HashSet;
 use tokio::time::Instant;
 
-const STOCK: i64 = 150;
+const STOCK: i64 = 300;
 const BUYERS: usize = 1500;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -26,17 +26,22 @@ async fn a_primary_killed_mid_burst_fails_over_and_every_202_becomes_one_order()
     let sale = gateways[0].create_sale(&env, &SaleSpec::stock(STOCK)).await;
     let owner = cluster.primary_of_key(&env.stock.keys().stock(sale)).await;
 
-    let (outcome, (promoted, done)) = burst(&env, &gateways, sale, BUYERS, (100, 200), || async {
-        cluster.kill_primary(owner).await;
-        let promoted = cluster.wait_failover(owner).await;
-        (promoted, Instant::now())
-    })
-    .await;
+    // Counted from the kill, not from when `wait_failover` saw the promotion: under load the gateways' retries
+    // may sell the rest of the stock before that poll returns. Of the 202s answered after the kill, at most
+    // the 20 presses in flight at that moment can stem from scripts the old primary ran; the rest came from
+    // the promoted replica.
+    let (outcome, (promoted, killed)) =
+        burst(&env, &gateways, sale, BUYERS, (100, 200), || async {
+            cluster.kill_primary(owner).await;
+            let killed = Instant::now();
+            (cluster.wait_failover(owner).await, killed)
+        })
+        .await;
     assert_ne!(promoted, owner);
     let accepted = outcome.accepted();
-    let after = accepted.iter().filter(|(_, _, at)| *at > done).count();
+    let after = accepted.iter().filter(|(_, _, at)| *at > killed).count();
     eprintln!(
-        "202: {} ({after} after the failover), first tries answered 503: {}",
+        "202: {} ({after} after the kill), first tries answered 503: {}",
         accepted.len(),
         outcome.unavailable
     );
@@ -44,7 +49,10 @@ async fn a_primary_killed_mid_burst_fails_over_and_every_202_becomes_one_order()
         outcome.all_settled(),
         "every press ends in 202 or 409 once the replica took over"
     );
-    assert!(after > 0, "reservations resumed on the promoted replica");
+    assert!(
+        after > 20,
+        "reservations resumed on the promoted replica: {after} 202s after the kill"
+    );
     assert!(
         outcome.unavailable > 0,
         "the kill came mid-burst (some first tries hit the dead primary)"
