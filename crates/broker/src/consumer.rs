@@ -179,15 +179,12 @@ async fn session<H: BatchHandler>(
     backoff.reset();
     tracing::info!(queue = %opts.queue, "consuming");
 
-    // A dead-lettered member waits for its confirm (at most confirm_timeout_ms); the acks themselves are
-    // instant on a live connection.
-    let settle_within = Duration::from_millis(settings.confirm_timeout_ms.saturating_mul(2))
-        + Duration::from_secs(1);
+    let confirm_timeout = Duration::from_millis(settings.confirm_timeout_ms);
     let mut dead = MemberDeadLetters::new(
         &conn,
         names.dead_exchange(),
         opts.queue.clone(),
-        Duration::from_millis(settings.confirm_timeout_ms),
+        confirm_timeout,
     );
     let result = loop {
         let first = tokio::select! {
@@ -232,7 +229,12 @@ async fn session<H: BatchHandler>(
         };
         // Bounded: lapin may never resolve an ack on a connection the broker reset (its node stopped), and a
         // consumer waiting on it would hold its deliveries and never reconnect. Giving up unacknowledged is
-        // safe: the broker redelivers the batch and the handler is idempotent.
+        // safe: the broker redelivers the batch and the handler is idempotent. Each dead-lettered member waits
+        // for its own confirm (at most `amqp.confirm_timeout_ms`); acks are instant on a live connection.
+        let refused = settles.iter().filter(|s| **s == Settle::DeadLetter).count();
+        let settle_within = confirm_timeout
+            .saturating_mul(u32::try_from(refused + 2).unwrap_or(u32::MAX))
+            .saturating_add(Duration::from_secs(1));
         let settled = tokio::time::timeout(
             settle_within,
             settle(
