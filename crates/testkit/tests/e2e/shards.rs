@@ -292,3 +292,48 @@ async fn a_quantity_no_single_shard_holds_is_gathered_from_several() {
     assert_eq!(lent(&env, sale).await, 0);
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_buyer_of_another_shard_pays_and_the_sale_counts_it_sold() {
+    let env = TestEnv::new().await;
+    let gw = env.spawn_gateway().await;
+    let _writer = env.spawn_order_writer().await;
+    let pay = env.spawn_payment().await;
+    let sale = gw.create_sale(&env, &sharded(8)).await;
+
+    // Checkout, the webhook and Redis's `sold` all find the reservation on the buyer's home shard, 2.
+    let buyer = &homed_on(2, 1, "p2")[0];
+    let token = env.token(buyer);
+    let reply = gw.reserve(sale, &token).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{reply:?}");
+    let order = reply.body["order_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let shown = gw
+        .get(&format!("/api/v1/orders/{order}"), Some(&token))
+        .await;
+    assert_eq!(shown.body["status"], "pending_payment", "{shown:?}");
+    eventually(DRAIN, || env.order_count(sale), 1).await;
+    let checkout = pay.checkout(&order, &token).await;
+    assert_eq!(checkout.status, StatusCode::OK, "{checkout:?}");
+    let payment = checkout.body["payment_id"].as_str().unwrap_or_default();
+    let done = pay.complete(payment, "succeeded").await;
+    assert_eq!(done.body["status"], "paid", "{done:?}");
+
+    let view = gw.sale(sale).await;
+    assert_eq!(
+        (
+            &view.body["remaining"],
+            &view.body["reserved"],
+            &view.body["sold"]
+        ),
+        (
+            &serde_json::json!(7),
+            &serde_json::json!(0),
+            &serde_json::json!(1)
+        ),
+        "{view:?}"
+    );
+    env.cleanup().await;
+}
