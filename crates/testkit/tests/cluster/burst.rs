@@ -10,6 +10,28 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// One press per buyer (`<tag>-<first>` .. `<tag>-<first + buyers - 1>`), round-robin over `gateways`, `width`
+/// at a time, no retries: the replies in the order they came.
+pub async fn race(
+    env: &TestEnv,
+    gateways: &[GatewayHandle],
+    sale: SaleId,
+    tag: &str,
+    buyers: std::ops::Range<usize>,
+    width: usize,
+) -> Vec<flashsale_testkit::services::Reply> {
+    let tokens: Vec<String> = buyers.map(|i| env.token(&format!("{tag}-{i}"))).collect();
+    stream::iter(
+        tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| gateways[i % gateways.len()].reserve(sale, t)),
+    )
+    .buffer_unordered(width)
+    .collect()
+    .await
+}
+
 /// A press's last answer: status, order id (for a 202) and when it came.
 pub type Answer = (StatusCode, String, Instant);
 

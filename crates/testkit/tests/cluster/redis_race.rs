@@ -3,10 +3,10 @@
 //! Idempotency-Key replay, sales on different slots are served by different primaries, and scripts reload on
 //! NOSCRIPT on each of them, and the live feed hears changes made on any primary.
 
+use super::burst::race;
 use flashsale_platform::settings::RedisMode;
 use flashsale_testkit::env::DRAIN;
 use flashsale_testkit::{RedisCluster, SaleSpec, SseStream, TestEnv, eventually};
-use futures_util::stream::{self, StreamExt};
 use reqwest::StatusCode;
 use secrecy::SecretString;
 use std::collections::HashSet;
@@ -30,18 +30,7 @@ async fn a_race_through_two_gateways_on_a_redis_cluster_sells_exactly_the_stock(
     let _writer = env.spawn_order_writer().await;
     let sale = gateways[0].create_sale(&env, &SaleSpec::stock(100)).await;
 
-    let tokens: Vec<String> = (0..2000)
-        .map(|i| env.token(&format!("buyer-{i}")))
-        .collect();
-    let replies: Vec<_> = stream::iter(
-        tokens
-            .iter()
-            .enumerate()
-            .map(|(i, t)| gateways[i % 2].reserve(sale, t)),
-    )
-    .buffer_unordered(200)
-    .collect()
-    .await;
+    let replies = race(&env, &gateways, sale, "buyer", 0..2000, 200).await;
     let accepted: Vec<_> = replies
         .iter()
         .filter(|r| r.status == StatusCode::ACCEPTED)

@@ -2,13 +2,13 @@
 //! through two gateways still sells exactly the stock, once per buyer, with every 202 an order; buyers whose
 //! home shard ran out get units lent by shards on other primaries.
 
+use crate::burst::race;
 use crate::redis_race::env_on;
 use flashsale_domain::UserId;
 use flashsale_stock::Tag;
 use flashsale_stock::shards::home_shard;
 use flashsale_testkit::env::DRAIN;
 use flashsale_testkit::{RedisCluster, SaleSpec, eventually};
-use futures_util::stream::{self, StreamExt};
 use reqwest::StatusCode;
 use std::collections::HashSet;
 
@@ -34,18 +34,7 @@ async fn a_race_on_a_four_shard_sale_spreads_over_primaries_and_sells_exactly_th
         "the shards' slots spread over primaries: {owners:?}"
     );
 
-    let tokens: Vec<String> = (0..2000)
-        .map(|i| env.token(&format!("shard-buyer-{i}")))
-        .collect();
-    let replies: Vec<_> = stream::iter(
-        tokens
-            .iter()
-            .enumerate()
-            .map(|(i, t)| gateways[i % 2].reserve(sale, t)),
-    )
-    .buffer_unordered(200)
-    .collect()
-    .await;
+    let replies = race(&env, &gateways, sale, "shard-buyer", 0..2000, 200).await;
     let accepted: HashSet<String> = replies
         .iter()
         .filter(|r| r.status == StatusCode::ACCEPTED)

@@ -2,10 +2,10 @@
 //! services compete for the same queues and sweep the same sales. Every order is written once, every unpaid
 //! reservation expires once and its units come back once: the sale can be sold out again, exactly.
 
+use super::burst::race;
 use super::redis_race::env_on;
 use flashsale_testkit::env::DRAIN;
 use flashsale_testkit::{RedisCluster, SaleSpec, eventually};
-use futures_util::stream::{self, StreamExt};
 use reqwest::StatusCode;
 
 const STOCK: i64 = 200;
@@ -31,19 +31,8 @@ async fn two_of_each_service_write_every_order_once_and_release_every_unit_once(
         let gateways = &gateways;
         let env = &env;
         async move {
-            let tokens: Vec<String> = (first..first + 3 * 200)
-                .map(|i| env.token(&format!("buyer-{i}")))
-                .collect();
-            let replies: Vec<_> = stream::iter(
-                tokens
-                    .iter()
-                    .enumerate()
-                    .map(|(i, t)| gateways[i % 2].reserve(sale, t)),
-            )
-            .buffer_unordered(100)
-            .collect()
-            .await;
-            replies
+            race(env, gateways, sale, "buyer", first..first + 3 * 200, 100)
+                .await
                 .iter()
                 .filter(|r| r.status == StatusCode::ACCEPTED)
                 .count()
