@@ -2,6 +2,7 @@
 
 pub mod headers;
 pub mod http;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod ops;

@@ -200,6 +200,11 @@ impl ServiceProcess {
         Self { name, pid, child }
     }
 
+    /// The process id, to read the process's `/proc` entries.
+    pub fn pid(&self) -> i32 {
+        self.pid.as_raw_nonzero().get()
+    }
+
     /// SIGTERM: the orderly stop an orchestrator asks for.
     pub fn terminate(&self) {
         self.signal(Signal::Term);

@@ -118,3 +118,43 @@ async fn every_service_declares_the_whole_topology() {
     }
     env.cleanup().await;
 }
+
+/// The soft and hard "Max open files" of a process, from `/proc/<pid>/limits`.
+fn open_file_limits(pid: i32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let mut fields = line["Max open files".len()..].split_whitespace();
+    let soft = fields.next().unwrap_or_default().to_owned();
+    (soft, fields.next().unwrap_or_default().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gateway_raises_its_open_file_limit_to_the_hard_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    // A shell's usual soft limit, well below the hard one: the gateway inherits it. nextest runs each test in
+    // a process of its own, so no other test sees this.
+    let hard = getrlimit(Resource::Nofile).maximum;
+    let low = hard.map_or(1024, |h| h.min(1024) / 2);
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(low),
+            maximum: hard,
+        },
+    )
+    .expect("lower the soft limit");
+    let env = TestEnv::new().await;
+    let gw = env.start_gateway_process().await;
+    let (soft, max) = open_file_limits(gw.process().pid());
+    assert_ne!(
+        soft,
+        low.to_string(),
+        "the inherited soft limit is still in force"
+    );
+    assert_eq!(soft, max, "soft limit raised to the hard limit");
+    gw.kill().await;
+    env.cleanup().await;
+}
