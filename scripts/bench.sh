@@ -99,6 +99,13 @@ run() {
     # The client's own CPU during the load (not while it minted tokens or verified), as it measured it.
     echo "loadtest $(sed -nE 's/.*"client_cpu_s":([0-9.]+).*/\1/p' "$OUT/$file.json")" >>"$OUT/$file.cpu"
 }
+# Peak resident memory (VmHWM) of each of the four services so far, one "name MiB" a line.
+peak_rss() {
+    local i name=(gateway order-writer payment expiry)
+    for i in 0 1 2 3; do
+        awk -v n="${name[$i]}" '/^VmHWM:/ { printf "%s %.1f\n", n, $2 / 1024 }' "/proc/${pids[$i]}/status"
+    done
+}
 rate_of() { sed -E 's/.*"req_per_s":([0-9.]+).*/\1/' "$OUT/$1.json"; }
 
 # What a refusal at admission costs: a second gateway whose request-rate bound (1/s) sheds nearly everything.
@@ -126,6 +133,8 @@ if [[ -n ${BENCH_ONLY:-} ]]; then
         esac
         echo "== $name"; cat "$OUT/$name.json"; echo; cat "$OUT/$name.cpu"
     done
+    echo "== peak RSS (VmHWM, MiB)"
+    peak_rss
     exit 0
 fi
 # The machine's speed drifts by tens of percent within minutes (a shared VM), and the edge's targets are ratios
@@ -180,10 +189,7 @@ run expiry expiry -c "$CONCURRENCY" -n "$EXPIRY_ORDERS"
 run pay pay --payment "$PAYMENT" -c "$CONCURRENCY" -n "$PAY_ORDERS"
 # Peak resident memory of each service over every scenario so far (VmHWM), before the live feed's 10,000
 # streams (which the sse line reports on its own): the "RSS per service" figure.
-for i in 0 1 2 3; do
-    name=(gateway order-writer payment expiry)
-    awk -v n="${name[$i]}" '/^VmHWM:/ { printf "%s %.1f\n", n, $2 / 1024 }' "/proc/${pids[$i]}/status"
-done >"$OUT/rss.txt"
+peak_rss >"$OUT/rss.txt"
 # The live stock feed: 10,000 streams on the gateway while a race sells the sale out.
 run sse sse -c "$CONCURRENCY" --streams "$SSE_STREAMS" --gateway-pid "${pids[0]}"
 

@@ -108,8 +108,11 @@ pub async fn decide_and_write(
         return Ok(d);
     }
 
-    let users: Vec<&str> = fresh.iter().map(|(_, m)| m.user_id.as_str()).collect();
-    let mut active: HashMap<(i64, String), Uuid> = orders::active_buyers(conn, &sale_ids, &users)
+    let buyers: Vec<(i64, &str)> = fresh
+        .iter()
+        .map(|(_, m)| (m.sale_id.get(), m.user_id.as_str()))
+        .collect();
+    let mut active: HashMap<(i64, String), Uuid> = orders::active_buyers(conn, &buyers)
         .await?
         .into_iter()
         .map(|(sale, user, id)| ((sale, user), id))

@@ -116,3 +116,89 @@ async fn pooled_connections_plan_each_statement_with_its_parameters() {
     drop(conn);
     env.cleanup().await;
 }
+
+/// Index entries read from `orders_one_active_per_buyer` and index scans of it in this test's schema, once the
+/// statistics of an earlier statement have reached shared memory.
+async fn buyer_index_reads(conn: &mut diesel_async::AsyncPgConnection) -> (i64, i64) {
+    #[derive(diesel::QueryableByName)]
+    struct Reads {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        scans: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        tuples: i64,
+    }
+    use diesel_async::RunQueryDsl;
+    let reads: Reads = diesel::sql_query(
+        "SELECT idx_scan AS scans, idx_tup_read AS tuples FROM pg_stat_user_indexes \
+         WHERE schemaname = current_schema() AND indexrelname = 'orders_one_active_per_buyer'",
+    )
+    .get_result(conn)
+    .await
+    .expect("index statistics");
+    (reads.scans, reads.tuples)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_looks_up_its_buyers_without_reading_every_active_order_of_the_sale() {
+    use diesel_async::RunQueryDsl;
+    use flashsale_store::models::NewOrderRow;
+    let env = TestEnv::new().await;
+    let gw = env.spawn_gateway().await;
+    let sale = gw.create_sale(&env, &SaleSpec::stock(5000)).await.get();
+    gw.stop().await;
+    let pool = flashsale_store::connect(&env.settings.postgres)
+        .await
+        .expect("pool");
+    let mut conn = pool.get().await.expect("connection");
+    let mut stats = pool.get().await.expect("second connection");
+    let now = Utc::now();
+    let rows: Vec<NewOrderRow> = (0..3000)
+        .map(|i| NewOrderRow {
+            id: uuid::Uuid::now_v7(),
+            sale_id: sale,
+            user_id: format!("holder-{i}"),
+            quantity: 1,
+            amount_minor: 100,
+            status: flashsale_domain::OrderStatus::PendingPayment,
+            created_at: now,
+            expires_at: now + ChronoDuration::hours(1),
+        })
+        .collect();
+    let inserted = flashsale_store::orders::insert_many(&mut conn, &rows)
+        .await
+        .expect("insert");
+    assert_eq!(inserted.len(), 3000);
+
+    let before = buyer_index_reads(&mut stats).await;
+    let found = flashsale_store::orders::active_buyers(
+        &mut conn,
+        &[(sale, "holder-7"), (sale, "nobody"), (sale + 1, "holder-8")],
+    )
+    .await
+    .expect("look-up");
+    // The look-up's statistics reach shared memory once its connection is idle; wait for its index scans.
+    diesel::sql_query("SELECT pg_stat_force_next_flush()")
+        .execute(&mut conn)
+        .await
+        .expect("flush");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let after = loop {
+        let now = buyer_index_reads(&mut stats).await;
+        if now.0 > before.0 {
+            break now;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no index scan recorded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let read = after.1 - before.1;
+    assert!(
+        read < 10,
+        "{read} index entries read to find 3 buyers among 3,000 orders"
+    );
+    assert_eq!(found, vec![(sale, "holder-7".to_owned(), rows[7].id)]);
+    drop((conn, stats));
+    env.cleanup().await;
+}
