@@ -57,7 +57,11 @@ async fn connect_one(url: &str, settings: &AmqpSettings, role: &str) -> anyhow::
     // A broker that accepts TCP but never finishes the handshake (out of file descriptors, blocked) must not
     // hang start-up or a reconnect loop (`amqp.connect_timeout_ms`).
     let limit = std::time::Duration::from_millis(settings.connect_timeout_ms);
-    tokio::time::timeout(limit, Connection::connect(url, props))
+    let mut uri: lapin::uri::AMQPUri = url
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("amqp.url is not an AMQP URI: {e}"))?;
+    uri.query.frame_max.get_or_insert(settings.frame_max);
+    tokio::time::timeout(limit, Connection::connect_uri(uri, props))
         .await
         .map_err(|_| {
             anyhow::anyhow!(

@@ -94,6 +94,8 @@ pub struct AmqpSettings {
     pub confirm_timeout_ms: u64,
     /// Longest a connection and its AMQP handshake may take.
     pub connect_timeout_ms: u64,
+    /// Largest AMQP frame this client proposes, unless `url` names its own `frame_max`.
+    pub frame_max: u32,
     pub prefetch: u16,
     pub reconnect_min_ms: u64,
     pub reconnect_max_ms: u64,
@@ -324,6 +326,10 @@ impl Settings {
             "amqp.connect_timeout_ms must be at least 100"
         );
         anyhow::ensure!(
+            (4096..=1_048_576).contains(&self.amqp.frame_max),
+            "amqp.frame_max must be 4096..=1048576 (bytes)"
+        );
+        anyhow::ensure!(
             self.postgres.statement_timeout_ms == 0 || self.postgres.statement_timeout_ms >= 100,
             "postgres.statement_timeout_ms must be 0 (none) or at least 100"
         );
@@ -397,6 +403,8 @@ mod tests {
                 "0",
                 "amqp.connect_timeout_ms",
             ),
+            ("FLASHSALE__AMQP__FRAME_MAX", "1024", "amqp.frame_max"),
+            ("FLASHSALE__AMQP__FRAME_MAX", "2000000", "amqp.frame_max"),
             (
                 "FLASHSALE__GATEWAY__GROUP_COMMIT_MAX",
                 "0",

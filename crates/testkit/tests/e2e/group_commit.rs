@@ -185,3 +185,56 @@ async fn expiry_of_a_partly_paid_batch_returns_only_the_unpaid_units() {
     );
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_propose_amqp_frame_max_and_a_batch_larger_than_one_frame_still_becomes_orders()
+{
+    // The default proposal, and a `frame_max` in the URL winning over it.
+    let env = TestEnv::new().await;
+    let conn = flashsale_broker::connect(&env.settings.amqp, "test-frame-max")
+        .await
+        .expect("connect");
+    assert_eq!(conn.configuration().frame_max(), 32_768);
+    let _ = conn.close(200, "done".into()).await;
+    let mut own = env.settings.amqp.clone();
+    own.url = format!(
+        "{}?frame_max=8192",
+        secrecy::ExposeSecret::expose_secret(&own.url)
+    )
+    .into();
+    let conn = flashsale_broker::connect(&own, "test-frame-max-url")
+        .await
+        .expect("connect with the URL's frame_max");
+    assert_eq!(conn.configuration().frame_max(), 8192);
+    let _ = conn.close(200, "done".into()).await;
+    env.cleanup().await;
+
+    // The smallest frame AMQP allows, at both ends: one message of 60 reservations (over 8 KB) travels as
+    // several frames and becomes 60 orders.
+    let env = TestEnv::with(|s| s.amqp.frame_max = 4096).await;
+    let gw = env.spawn_gateway().await;
+    let sale = gw.create_sale(&env, &SaleSpec::stock(60)).await;
+    gw.stop().await;
+    let _writer = env.spawn_order_writer().await;
+    let publisher = publisher(&env).await;
+    let members: Vec<_> = (0..60).map(|i| member(sale, &format!("fm-{i}"))).collect();
+    let bodies: Vec<Vec<u8>> = members
+        .iter()
+        .map(|m| serde_json::to_vec(m).expect("json"))
+        .collect();
+    let refs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
+    let batch_id = uuid::Uuid::now_v7();
+    let body = ReservationBatch::encode(batch_id, &refs);
+    assert!(body.len() > 2 * 4096, "{} bytes", body.len());
+    publisher
+        .publish_typed(
+            &members[0].routing_key(),
+            &batch_id.to_string(),
+            &body,
+            RESERVATION_BATCH_TYPE,
+        )
+        .await
+        .expect("published");
+    eventually(DRAIN, || env.order_count(sale), 60).await;
+    env.cleanup().await;
+}
