@@ -1,7 +1,7 @@
 //! The process's open-file limit. Every HTTP connection and live stock stream is a file descriptor, and the
 //! soft limit a shell or systemd hands a process (often 1,024) is far below what a gateway serves; the hard
-//! limit is what an operator set on purpose. So a service raises its soft limit to the hard one at start, as Go
-//! programs and nginx's `worker_rlimit_nofile` do.
+//! limit is what an operator set on purpose. So the gateway raises its soft limit to the hard one at start, as Go
+//! programs do and nginx's `worker_rlimit_nofile` lets an operator ask for.
 
 use rustix::process::{Resource, getrlimit, setrlimit};
 
