@@ -99,6 +99,7 @@ impl ConsumerMetrics {
     }
 }
 
+#[derive(Clone)]
 pub struct ConsumeOptions {
     pub role: String,
     pub queue: String,

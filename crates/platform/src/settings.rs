@@ -13,12 +13,14 @@ use serde::Deserialize;
 mod breaker;
 mod edge;
 mod expiry;
+mod order_writer;
 mod payment;
 mod shutdown;
 mod sse;
 
 pub use breaker::BreakerSettings;
 pub use expiry::ExpirySettings;
+pub use order_writer::OrderWriterSettings;
 pub use payment::{PaymentSettings, SimulatorSettings};
 pub use sse::SseSettings;
 
@@ -173,19 +175,6 @@ pub struct OutboxSettings {
     pub relay_batch: usize,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OrderWriterSettings {
-    pub listen: String,
-    pub batch_size: usize,
-    pub batch_linger_ms: u64,
-    /// After SIGTERM, how long `/readyz` answers 503 before the ops server closes (ms).
-    pub shutdown_delay_ms: u64,
-    pub shutdown_grace_ms: u64,
-    pub failed_batch_attempts: u32,
-    pub dead_letter_poll_ms: u64,
-}
-
 /// `FLASHSALE__SECTION__KEY`, every value a string (no `try_parsing`: see the module docs). Lists of origins
 /// read such a string as comma-separated ([`origin_list`]).
 fn environment() -> Environment {
@@ -288,18 +277,7 @@ impl Settings {
             "outbox.relay_age_ms must exceed amqp.confirm_timeout_ms plus gateway.group_commit_linger_us: the \
              relay must never re-publish a reservation still waiting for its message's confirm"
         );
-        anyhow::ensure!(
-            self.order_writer.batch_size > 0 && self.order_writer.batch_size <= 5000,
-            "order_writer.batch_size must be 1..=5000"
-        );
-        anyhow::ensure!(
-            (1..=100).contains(&self.order_writer.failed_batch_attempts),
-            "order_writer.failed_batch_attempts must be 1..=100"
-        );
-        anyhow::ensure!(
-            self.order_writer.dead_letter_poll_ms >= 100,
-            "order_writer.dead_letter_poll_ms must be at least 100"
-        );
+        self.order_writer.validate()?;
         anyhow::ensure!(
             usize::from(self.amqp.prefetch) >= self.order_writer.batch_size,
             "amqp.prefetch must be at least order_writer.batch_size, or batches can never fill"

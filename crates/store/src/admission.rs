@@ -6,9 +6,16 @@
 //! order, and admit each new order only if its buyer holds no other active order and
 //! `held + quantity <= total_stock`. An order that fails either rule (possible only if Redis lost writes) is
 //! written as `rejected` and returned for announcing as `reservation.rejected`.
+//!
+//! [`Stock::Optimistic`] defers the sale's row lock to the last statement, so that concurrent batches of one
+//! sale insert in parallel: it reads `held` unlocked, writes only if every order is admitted, and adds to
+//! `held` by a conditional update. Anything that read may have got wrong rolls the attempt back
+//! ([`retry_locked`]), and the batch runs again under [`Stock::Locked`], which decides exactly as a lone
+//! writer would.
 
 use crate::models::NewOrderRow;
 use crate::{orders, sales};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use flashsale_domain::{
     OrderId, OrderStatus, RejectCause, ReservationCreated, ReservationRejected,
 };
@@ -24,6 +31,27 @@ pub struct Decisions {
     pub rejected: Vec<ReservationRejected>,
     pub written: HashMap<&'static str, u64>,
     pub duplicates: u64,
+}
+
+/// How a call reads the stock of its sales.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stock {
+    /// Each sale's row is locked first: every later read sees what concurrent writers committed.
+    Locked,
+    /// `held` is read unlocked and raised last by `held + n <= total_stock`; a refusal, a miss of that update
+    /// or a clash with a concurrent batch rolls back with an error for which [`retry_locked`] is true.
+    Optimistic,
+}
+
+/// An optimistic attempt was rolled back for a reason a locked one decides correctly: it would have rejected
+/// an order, its conditional update of `held` found less stock than it read, or a concurrent batch wrote one
+/// of its buyers (unique violation) or waited on it the other way round (deadlock).
+pub fn retry_locked(e: &DieselError) -> bool {
+    matches!(
+        e,
+        DieselError::RollbackTransaction
+            | DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)
+    ) || crate::errors::is_conflict(e)
 }
 
 const REJECT_BUYER: &str = "the buyer already holds an active order in this sale";
@@ -65,15 +93,19 @@ fn rejected(
 pub async fn decide_and_write(
     conn: &mut diesel_async::AsyncPgConnection,
     messages: &[&ReservationCreated],
-) -> Result<Decisions, diesel::result::Error> {
+    mode: Stock,
+) -> Result<Decisions, DieselError> {
     let mut d = Decisions::default();
-    // Lock the batch's sales first (in id order, so concurrent writers never deadlock): every later read in
-    // this transaction then sees what a concurrent writer of the same sale committed.
     let mut sale_ids: Vec<i64> = messages.iter().map(|m| m.sale_id.get()).collect();
     sale_ids.sort_unstable();
     sale_ids.dedup();
-    let mut stock: BTreeMap<i64, (i64, i64)> = sales::lock_stock(conn, &sale_ids)
-        .await?
+    // Locked: the sales first (in id order, so concurrent writers never deadlock), so every later read in
+    // this transaction sees what a concurrent writer of the same sale committed.
+    let stock = match mode {
+        Stock::Locked => sales::lock_stock(conn, &sale_ids).await?,
+        Stock::Optimistic => sales::stock(conn, &sale_ids).await?,
+    };
+    let mut stock: BTreeMap<i64, (i64, i64)> = stock
         .into_iter()
         .map(|(id, total, held)| (id, (total, held)))
         .collect();
@@ -141,6 +173,10 @@ pub async fn decide_and_write(
             active.insert(buyer, m.order_id.as_uuid());
             OrderStatus::PendingPayment
         };
+        if status == OrderStatus::Rejected && mode == Stock::Optimistic {
+            // An unlocked read may be stale; only a locked one may refuse an order.
+            return Err(DieselError::RollbackTransaction);
+        }
         rows.push(NewOrderRow {
             id: m.order_id.as_uuid(),
             sale_id: sale,
@@ -170,8 +206,18 @@ pub async fn decide_and_write(
             *held_delta.entry(row.sale_id).or_default() += i64::from(row.quantity);
         }
     }
+    // In id order, as the locks of the locked mode.
     for (sale, delta) in held_delta {
-        sales::add_held(conn, sale, delta).await?;
+        match mode {
+            Stock::Locked => {
+                sales::add_held(conn, sale, delta).await?;
+            }
+            Stock::Optimistic => {
+                if sales::add_held_within_stock(conn, sale, delta).await? == 0 {
+                    return Err(DieselError::RollbackTransaction);
+                }
+            }
+        }
     }
     Ok(d)
 }

@@ -73,6 +73,33 @@ pub async fn lock_stock(
         .await
 }
 
+/// `(id, total_stock, held)` of these sales, unlocked: what they were when the statement ran.
+pub async fn stock(conn: &mut AsyncPgConnection, ids: &[i64]) -> QueryResult<Vec<(i64, i64, i64)>> {
+    sales::table
+        .filter(sales::id.eq_any(ids))
+        .select((sales::id, sales::total_stock, sales::held))
+        .load(conn)
+        .await
+}
+
+/// Adds to the units held by active orders if they still fit in the stock; returns 0 (and changes nothing)
+/// if not. The row lock it takes lasts until the commit, and a concurrent update is waited for and checked
+/// again, so two writers can never both take the last units.
+pub async fn add_held_within_stock(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    units: i64,
+) -> QueryResult<usize> {
+    diesel::update(
+        sales::table
+            .find(id)
+            .filter((sales::held + units).le(sales::total_stock)),
+    )
+    .set(sales::held.eq(sales::held + units))
+    .execute(conn)
+    .await
+}
+
 /// Adds to the units held by active orders; the CHECK constraint refuses anything past total_stock.
 pub async fn add_held(conn: &mut AsyncPgConnection, id: i64, units: i64) -> QueryResult<usize> {
     diesel::update(sales::table.find(id))

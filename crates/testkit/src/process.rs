@@ -157,6 +157,10 @@ fn settings_env(s: &Settings) -> Vec<(&'static str, String)> {
             s.order_writer.batch_linger_ms.to_string(),
         ),
         (
+            "FLASHSALE__ORDER_WRITER__CONSUMERS",
+            s.order_writer.consumers.to_string(),
+        ),
+        (
             "FLASHSALE__ORDER_WRITER__SHUTDOWN_DELAY_MS",
             s.order_writer.shutdown_delay_ms.to_string(),
         ),

@@ -38,7 +38,8 @@ pub struct App {
 struct Ops {
     pool: PgPool,
     publisher: Publisher,
-    consuming: Arc<AtomicBool>,
+    /// One flag per consumer: ready only while every one of them consumes.
+    consuming: Vec<Arc<AtomicBool>>,
 }
 
 impl App {
@@ -81,11 +82,13 @@ impl App {
     pub async fn run_until(self, shutdown: impl Into<Shutdown>) -> anyhow::Result<()> {
         let shutdown = shutdown.into();
         let delay = Duration::from_millis(self.settings.order_writer.shutdown_delay_ms);
-        let consuming = Arc::new(AtomicBool::new(false));
+        let consuming: Vec<Arc<AtomicBool>> = (0..self.settings.order_writer.consumers)
+            .map(|_| Arc::new(AtomicBool::new(false)))
+            .collect();
         let ops = Ops {
             pool: self.pool.clone(),
             publisher: self.publisher.clone(),
-            consuming: Arc::clone(&consuming),
+            consuming: consuming.clone(),
         };
         let ops_server = flashsale_platform::ops::serve(
             "order-writer",
@@ -119,15 +122,20 @@ impl App {
             linger: Duration::from_millis(self.settings.order_writer.batch_linger_ms),
             retry: RetryPolicy::new(self.settings.order_writer.failed_batch_attempts),
         };
-        let consume = consume_batches(
-            self.settings.amqp.clone(),
-            names,
-            opts,
-            handler,
-            ConsumerMetrics::new(&self.registry),
-            consuming,
-            shutdown.requested(),
-        );
+        // Several consumers of the one queue, so one batch's rows can travel while another commits; each
+        // settles its own deliveries, and the broker redelivers whatever a stopped one held.
+        let consumer_metrics = ConsumerMetrics::new(&self.registry);
+        let consume = futures_util::future::join_all(consuming.into_iter().map(|flag| {
+            consume_batches(
+                self.settings.amqp.clone(),
+                names.clone(),
+                opts.clone(),
+                Arc::clone(&handler),
+                consumer_metrics.clone(),
+                flag,
+                shutdown.requested(),
+            )
+        }));
         let publisher = self.publisher.clone();
         let delayed = shutdown.clone();
         let stop = std::pin::pin!(async move {
@@ -170,7 +178,8 @@ impl Readiness for Ops {
         let postgres = flashsale_store::ping(&self.pool)
             .await
             .map_err(|e| e.to_string());
-        let amqp = if self.consuming.load(Ordering::Relaxed) && self.publisher.is_connected() {
+        let consuming = self.consuming.iter().all(|c| c.load(Ordering::Relaxed));
+        let amqp = if consuming && self.publisher.is_connected() {
             Ok(())
         } else {
             Err("not connected".to_owned())

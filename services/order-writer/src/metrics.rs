@@ -11,6 +11,9 @@ pub struct WriterMetrics {
     pub duplicates: IntCounterVec,
     /// `flashsale_order_writer_dead_letters_total{reason}`.
     pub dead_letters: IntCounterVec,
+    /// `flashsale_order_writer_locked_retries_total`: batches the optimistic attempt could not decide alone,
+    /// written again under their sales' row locks.
+    pub locked_retries: IntCounterVec,
     /// `flashsale_order_writer_commit_seconds`: one batch's transaction.
     pub commit_seconds: HistogramVec,
     /// `flashsale_dead_letter_messages`: messages waiting in the dead-letter queue for an operator.
@@ -37,6 +40,13 @@ impl WriterMetrics {
                 "flashsale_order_writer_dead_letters_total",
                 "Deliveries sent to the dead-letter queue, by reason",
                 &["reason"],
+            ),
+            locked_retries: counter_vec(
+                registry,
+                "flashsale_order_writer_locked_retries_total",
+                "Batches rolled back by the optimistic attempt (a refusal, stock read stale, a concurrent batch \
+                 with a shared buyer) and written again under their sales' row locks",
+                &[],
             ),
             commit_seconds: histogram_vec(
                 registry,

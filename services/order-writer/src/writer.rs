@@ -17,7 +17,7 @@ use diesel_async::AsyncConnection;
 use flashsale_broker::{BatchHandler, HandleError, Message, Publisher, Settle};
 use flashsale_domain::ReservationCreated;
 use flashsale_domain::messages::RESERVATION_REJECTED;
-use flashsale_store::admission::{breaks_a_rule, decide_and_write};
+use flashsale_store::admission::{Decisions, Stock, breaks_a_rule, decide_and_write, retry_locked};
 use flashsale_store::errors::{is_conflict, is_outage};
 use flashsale_store::{PgPool, PoolError};
 use std::time::Instant;
@@ -79,8 +79,8 @@ impl BatchHandler for OrderWriter {
         let messages: Vec<&ReservationCreated> = decoded.iter().map(|(_, m)| m).collect();
         let started = Instant::now();
         let mut conn = self.pool.get().await.map_err(pool_error)?;
-        let decisions = conn
-            .transaction(async |conn| decide_and_write(conn, &messages).await)
+        let decisions = self
+            .write(&mut conn, &messages)
             .await
             .map_err(query_error)?;
         self.metrics
@@ -120,6 +120,32 @@ impl BatchHandler for OrderWriter {
                 .map_err(HandleError::Outage)?;
         }
         Ok(settles)
+    }
+}
+
+impl OrderWriter {
+    /// The optimistic attempt first, so that concurrent batches of one sale overlap; the rare batch it cannot
+    /// decide alone (see `Stock::Optimistic`) is written again under its sales' row locks.
+    async fn write(
+        &self,
+        conn: &mut diesel_async::AsyncPgConnection,
+        messages: &[&ReservationCreated],
+    ) -> Result<Decisions, DieselError> {
+        let optimistic = conn
+            .transaction(async |conn| decide_and_write(conn, messages, Stock::Optimistic).await)
+            .await;
+        match optimistic {
+            Err(e) if retry_locked(&e) => {
+                tracing::debug!(error = %e, "optimistic batch rolled back; writing it under the sales' locks");
+                self.metrics
+                    .locked_retries
+                    .with_label_values(&[] as &[&str])
+                    .inc();
+                conn.transaction(async |conn| decide_and_write(conn, messages, Stock::Locked).await)
+                    .await
+            }
+            other => other,
+        }
     }
 }
 

@@ -19,7 +19,7 @@ use crate::follow_up::{FollowUp, paid_message, refund_message};
 use diesel::QueryResult;
 use diesel_async::AsyncPgConnection;
 use flashsale_domain::{OrderStatus, ReservationCreated};
-use flashsale_store::admission::decide_and_write;
+use flashsale_store::admission::{Stock, decide_and_write};
 use flashsale_store::models::OrderRow;
 use flashsale_store::paying;
 use flashsale_store::payments::{self, NewEvent, PaymentRow, PaymentStatus};
@@ -261,7 +261,7 @@ async fn lock_orders(
         return Ok(orders);
     }
     let refs: Vec<&ReservationCreated> = messages.iter().collect();
-    let admitted = decide_and_write(conn, &refs).await?;
+    let admitted = decide_and_write(conn, &refs, Stock::Locked).await?;
     for i in admitted.unknown_sale {
         decisions[missing[i].at] = Some(Err(Refusal::UnknownSale));
     }

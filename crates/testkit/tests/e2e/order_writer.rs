@@ -1,5 +1,7 @@
 //! order-writer on its own: dead-lettering, idempotency on redelivery, and the database's stock guard.
 
+mod optimistic;
+
 use chrono::{Duration as ChronoDuration, Utc};
 use flashsale_broker::{Names, Publisher};
 use flashsale_domain::{Money, OrderId, ReservationCreated, SaleId, UserId};
@@ -65,8 +67,10 @@ async fn redeliveries_poison_and_the_stock_guard() {
             .map(|r| r.2.as_str())
             .collect::<Vec<_>>()
     };
-    assert_eq!(status_of("rosa"), ["pending_payment"]);
-    assert_eq!(status_of("sam"), ["rejected"]);
+    // One unit for two buyers: which of them gets it depends on which consumer's batch commits first.
+    let mut last_two = [status_of("rosa"), status_of("sam")].concat();
+    last_two.sort_unstable();
+    assert_eq!(last_two, ["pending_payment", "rejected"]);
     let mut quinn = status_of("quinn");
     quinn.sort_unstable();
     assert_eq!(quinn, ["pending_payment", "rejected"]);
