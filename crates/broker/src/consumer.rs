@@ -7,19 +7,25 @@
 //! handler error is settled by [`crate::poison`]: an outage is retried forever, any other failure is retried
 //! and then split until the one message at fault is dead-lettered. Nothing is acknowledged before the handler
 //! committed, so a crash at any point redelivers the batch.
+//!
+//! `ConsumeOptions::in_flight` batches may be handled at once, each in a task of its own, while the next is
+//! collected; they are settled (`crate::settle`) in the order they were collected.
 
 use crate::backoff::Backoff;
 use crate::message::Message;
 use crate::names::Names;
 use crate::poison::{self, HandleError, RetryPolicy};
+use crate::settle::Settler;
 use crate::topology;
 use crate::unpack::{Delivered, MemberDeadLetters, unpack};
 use flashsale_platform::metrics::{counter_vec, histogram_vec};
 use flashsale_platform::settings::AmqpSettings;
 use futures_util::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use futures_util::stream::FuturesOrdered;
+use lapin::options::{BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use prometheus::{HistogramVec, IntCounterVec, Registry};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,7 +58,7 @@ pub trait BatchHandler: Send + Sync + 'static {
 /// `flashsale_consumer_batch_size{queue}`.
 #[derive(Clone)]
 pub struct ConsumerMetrics {
-    messages: IntCounterVec,
+    pub(crate) messages: IntCounterVec,
     failures: IntCounterVec,
     batch_size: HistogramVec,
 }
@@ -106,6 +112,10 @@ pub struct ConsumeOptions {
     pub batch_size: usize,
     pub linger: Duration,
     pub retry: RetryPolicy,
+    /// Batches handed to the handler at once (1 = one after the other). The next batch is collected while
+    /// earlier ones are handled; batches are settled in the order they were collected, so one `multiple` ack
+    /// never covers a batch still in hand. Only for handlers whose batches may run concurrently.
+    pub in_flight: usize,
 }
 
 /// Consumes until `shutdown`, reconnecting as often as needed. `connected` mirrors whether a consumer is
@@ -128,7 +138,7 @@ pub async fn consume_batches<H: BatchHandler>(
             &settings,
             &names,
             &opts,
-            &*handler,
+            &handler,
             &metrics,
             &connected,
             &mut backoff,
@@ -156,7 +166,7 @@ async fn session<H: BatchHandler>(
     settings: &AmqpSettings,
     names: &Names,
     opts: &ConsumeOptions,
-    handler: &H,
+    handler: &Arc<H>,
     metrics: &ConsumerMetrics,
     connected: &AtomicBool,
     backoff: &mut Backoff,
@@ -187,11 +197,33 @@ async fn session<H: BatchHandler>(
         opts.queue.clone(),
         confirm_timeout,
     );
+    // Batches being handled, oldest first, each with the deliveries it settles.
+    let mut handled = FuturesOrdered::new();
+    let mut waiting: VecDeque<Vec<Delivered>> = VecDeque::new();
+    let mut settler = Settler {
+        dead: &mut dead,
+        queue: &opts.queue,
+        metrics,
+        confirm_timeout,
+    };
+    // False once a batch could not be settled: a later `multiple` ack would cover it.
+    let mut settling = true;
     let result = loop {
         let first = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break Ok(()),
-            next = consumer.next() => next,
+            Some(done) = handled.next(), if !handled.is_empty() => {
+                let deliveries = waiting.pop_front().unwrap_or_default();
+                match settler.finish(done, &deliveries).await {
+                    Ok(true) => continue,
+                    Ok(false) => {
+                        settling = false;
+                        break Ok(());
+                    }
+                    Err(e) => break Err(e),
+                }
+            }
+            next = consumer.next(), if handled.len() < opts.in_flight.max(1) => next,
             // The stream does not always end when the broker resets the connection: look at it ourselves.
             () = lost(&conn, &channel) => break Err(anyhow::anyhow!("the connection to the broker was lost")),
         };
@@ -222,45 +254,35 @@ async fn session<H: BatchHandler>(
             .batch_size
             .with_label_values(&[opts.queue.as_str()])
             .observe(batch.len() as f64);
-        let Some(settles) =
-            poison::resolve(handler, &batch, &opts.retry, &opts.queue, metrics, shutdown).await
-        else {
-            // Shutting down with an uncommitted batch: leave it unacknowledged, the broker redelivers it.
-            break Ok(());
-        };
-        // Bounded: lapin may never resolve an ack on a connection the broker reset (its node stopped), and a
-        // consumer waiting on it would hold its deliveries and never reconnect. Giving up unacknowledged is
-        // safe: the broker redelivers the batch and the handler is idempotent. Each dead-lettered member waits
-        // for its own confirm (at most `amqp.confirm_timeout_ms`); acks are instant on a live connection.
-        let refused = settles.iter().filter(|s| **s == Settle::DeadLetter).count();
-        let settle_within = confirm_timeout
-            .saturating_mul(u32::try_from(refused + 2).unwrap_or(u32::MAX))
-            .saturating_add(Duration::from_secs(1));
-        let settled = tokio::time::timeout(
-            settle_within,
-            settle(
-                &deliveries,
-                &batch,
-                &settles,
-                &mut dead,
-                &opts.queue,
-                metrics,
-            ),
-        )
-        .await;
-        match settled {
-            Ok(result) => result?,
-            Err(_) => {
-                break Err(anyhow::anyhow!(
-                    "settling a batch took longer than {settle_within:?}; reconnecting (the broker \
-                     redelivers it)"
-                ));
-            }
-        }
+        // A task of its own, so it goes on while the next batch is collected.
+        let task = (
+            Arc::clone(handler),
+            opts.retry.clone(),
+            opts.queue.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        );
+        handled.push_back(tokio::spawn(async move {
+            let (handler, retry, queue, metrics, shutdown) = task;
+            let settles =
+                poison::resolve(&*handler, &batch, &retry, &queue, &metrics, &shutdown).await;
+            (batch, settles)
+        }));
+        waiting.push_back(deliveries);
         if let Some(e) = broken {
             break Err(e);
         }
     };
+    // The batches still in hand are finished (shutdown: "finish the batch in hand"), and settled in order
+    // while settling works; after the first that cannot be, the rest are only waited for (the broker
+    // redelivers them), so no handler outlives its session.
+    settling &= result.is_ok();
+    while let Some(done) = handled.next().await {
+        let deliveries = waiting.pop_front().unwrap_or_default();
+        if settling {
+            settling = matches!(settler.finish(done, &deliveries).await, Ok(true));
+        }
+    }
     connected.store(false, Ordering::Relaxed);
     // Bounded: a broker that does not answer the close handshake must not hold up a shutdown. Dropping the
     // connection closes the socket, which returns the unacknowledged deliveries all the same.
@@ -281,59 +303,4 @@ async fn lost(conn: &lapin::Connection, channel: &lapin::Channel) {
             return;
         }
     }
-}
-
-/// Dead-letters the refused deliveries one by one (a refused member of a batch alone, by a confirmed publish),
-/// then acknowledges the rest with one `multiple` ack.
-async fn settle(
-    deliveries: &[Delivered],
-    batch: &[Message],
-    settles: &[Settle],
-    dead_letters: &mut MemberDeadLetters<'_>,
-    queue: &str,
-    metrics: &ConsumerMetrics,
-) -> anyhow::Result<()> {
-    let mut last_ack = None;
-    let (mut acked, mut dead) = (0u64, 0u64);
-    for delivery in deliveries {
-        let members = delivery.members.clone();
-        let refused = settles[members.clone()]
-            .iter()
-            .filter(|s| **s == Settle::DeadLetter)
-            .count() as u64;
-        match &delivery.batch_id {
-            None if refused > 0 => {
-                delivery
-                    .acker
-                    .nack(BasicNackOptions {
-                        multiple: false,
-                        requeue: false,
-                    })
-                    .await?;
-            }
-            None => last_ack = Some(&delivery.acker),
-            Some(batch_id) => {
-                for (member, settle) in batch[members.clone()].iter().zip(&settles[members]) {
-                    if *settle == Settle::DeadLetter {
-                        dead_letters.publish(member, batch_id).await?;
-                    }
-                }
-                last_ack = Some(&delivery.acker);
-            }
-        }
-        dead += refused;
-        acked += delivery.members.len() as u64 - refused;
-    }
-    if let Some(acker) = last_ack {
-        acker.ack(BasicAckOptions { multiple: true }).await?;
-    }
-    metrics
-        .messages
-        .with_label_values(&[queue, "ack"])
-        .inc_by(acked);
-    metrics
-        .messages
-        .with_label_values(&[queue, "dead_letter"])
-        .inc_by(dead);
-    Ok(())
 }

@@ -12,6 +12,7 @@ pub mod message;
 pub mod names;
 pub mod poison;
 pub mod publisher;
+mod settle;
 pub mod topology;
 mod unpack;
 

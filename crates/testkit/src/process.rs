@@ -157,8 +157,8 @@ fn settings_env(s: &Settings) -> Vec<(&'static str, String)> {
             s.order_writer.batch_linger_ms.to_string(),
         ),
         (
-            "FLASHSALE__ORDER_WRITER__CONSUMERS",
-            s.order_writer.consumers.to_string(),
+            "FLASHSALE__ORDER_WRITER__BATCHES_IN_FLIGHT",
+            s.order_writer.batches_in_flight.to_string(),
         ),
         (
             "FLASHSALE__ORDER_WRITER__SHUTDOWN_DELAY_MS",

@@ -130,6 +130,7 @@ impl App {
             batch_size: s.batch_size,
             linger: Duration::from_millis(s.batch_linger_ms),
             retry: RetryPolicy::new(s.failed_batch_attempts),
+            in_flight: 1,
         };
         let consume = consume_batches(
             self.settings.amqp.clone(),

@@ -257,6 +257,7 @@ async fn clear_rejected(
         batch_size: 100,
         linger: Duration::from_millis(5),
         retry: flashsale_broker::RetryPolicy::new(3),
+        in_flight: 1,
     };
     let handler = Arc::new(rejected::ClearRejected {
         stock: state.stock.clone(),

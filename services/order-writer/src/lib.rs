@@ -38,8 +38,7 @@ pub struct App {
 struct Ops {
     pool: PgPool,
     publisher: Publisher,
-    /// One flag per consumer: ready only while every one of them consumes.
-    consuming: Vec<Arc<AtomicBool>>,
+    consuming: Arc<AtomicBool>,
 }
 
 impl App {
@@ -82,13 +81,11 @@ impl App {
     pub async fn run_until(self, shutdown: impl Into<Shutdown>) -> anyhow::Result<()> {
         let shutdown = shutdown.into();
         let delay = Duration::from_millis(self.settings.order_writer.shutdown_delay_ms);
-        let consuming: Vec<Arc<AtomicBool>> = (0..self.settings.order_writer.consumers)
-            .map(|_| Arc::new(AtomicBool::new(false)))
-            .collect();
+        let consuming = Arc::new(AtomicBool::new(false));
         let ops = Ops {
             pool: self.pool.clone(),
             publisher: self.publisher.clone(),
-            consuming: consuming.clone(),
+            consuming: Arc::clone(&consuming),
         };
         let ops_server = flashsale_platform::ops::serve(
             "order-writer",
@@ -121,21 +118,17 @@ impl App {
             batch_size: self.settings.order_writer.batch_size,
             linger: Duration::from_millis(self.settings.order_writer.batch_linger_ms),
             retry: RetryPolicy::new(self.settings.order_writer.failed_batch_attempts),
+            in_flight: self.settings.order_writer.batches_in_flight,
         };
-        // Several consumers of the one queue, so one batch's rows can travel while another commits; each
-        // settles its own deliveries, and the broker redelivers whatever a stopped one held.
-        let consumer_metrics = ConsumerMetrics::new(&self.registry);
-        let consume = futures_util::future::join_all(consuming.into_iter().map(|flag| {
-            consume_batches(
-                self.settings.amqp.clone(),
-                names.clone(),
-                opts.clone(),
-                Arc::clone(&handler),
-                consumer_metrics.clone(),
-                flag,
-                shutdown.requested(),
-            )
-        }));
+        let consume = consume_batches(
+            self.settings.amqp.clone(),
+            names,
+            opts,
+            handler,
+            ConsumerMetrics::new(&self.registry),
+            consuming,
+            shutdown.requested(),
+        );
         let publisher = self.publisher.clone();
         let delayed = shutdown.clone();
         let stop = std::pin::pin!(async move {
@@ -178,8 +171,7 @@ impl Readiness for Ops {
         let postgres = flashsale_store::ping(&self.pool)
             .await
             .map_err(|e| e.to_string());
-        let consuming = self.consuming.iter().all(|c| c.load(Ordering::Relaxed));
-        let amqp = if consuming && self.publisher.is_connected() {
+        let amqp = if self.consuming.load(Ordering::Relaxed) && self.publisher.is_connected() {
             Ok(())
         } else {
             Err("not connected".to_owned())

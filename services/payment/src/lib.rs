@@ -162,6 +162,7 @@ impl App {
             batch_size: settings.payment.batch_size,
             linger: Duration::from_millis(settings.payment.batch_linger_ms),
             retry: RetryPolicy::new(FAILED_BATCH_ATTEMPTS),
+            in_flight: 1,
         };
         let consume = tokio::spawn(consume_batches(
             settings.amqp.clone(),

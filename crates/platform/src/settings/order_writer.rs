@@ -8,8 +8,8 @@ pub struct OrderWriterSettings {
     pub listen: String,
     pub batch_size: usize,
     pub batch_linger_ms: u64,
-    /// Batches one process writes at once, each from a consumer (connection and channel) of its own.
-    pub consumers: usize,
+    /// Batches one process writes at once: the next is collected and written while earlier ones commit.
+    pub batches_in_flight: usize,
     /// After SIGTERM, how long `/readyz` answers 503 before the ops server closes (ms).
     pub shutdown_delay_ms: u64,
     pub shutdown_grace_ms: u64,
@@ -24,8 +24,8 @@ impl OrderWriterSettings {
             "order_writer.batch_size must be 1..=5000"
         );
         anyhow::ensure!(
-            (1..=16).contains(&self.consumers),
-            "order_writer.consumers must be 1..=16"
+            (1..=16).contains(&self.batches_in_flight),
+            "order_writer.batches_in_flight must be 1..=16"
         );
         anyhow::ensure!(
             (1..=100).contains(&self.failed_batch_attempts),

@@ -5,6 +5,8 @@
 //! The nack test makes one queue of its own topology refuse publishes with a RabbitMQ policy, set and cleared
 //! with `rabbitmqctl` (override the command with `FLASHSALE_TEST_RABBITMQCTL`).
 
+mod in_flight;
+
 use flashsale_broker::{Names, PublishError, Publisher};
 use flashsale_platform::settings::QueueType;
 use flashsale_testkit::env::DRAIN;
