@@ -109,6 +109,10 @@ pub async fn drain_backlog(ctx: &Context, orders: usize) -> anyhow::Result<Repor
     figures.insert("sale_id", sale.into());
     figures.insert("publish_s", publish_secs.into());
     figures.insert("batch_size", settings.order_writer.batch_size.into());
+    figures.insert(
+        "batches_in_flight",
+        settings.order_writer.batches_in_flight.into(),
+    );
     Ok(Report {
         scenario: "writer",
         mode: "backlog",
