@@ -384,6 +384,16 @@ mod tests {
             ("FLASHSALE__AMQP__FRAME_MAX", "1024", "amqp.frame_max"),
             ("FLASHSALE__AMQP__FRAME_MAX", "2000000", "amqp.frame_max"),
             (
+                "FLASHSALE__ORDER_WRITER__BATCHES_IN_FLIGHT",
+                "0",
+                "order_writer.batches_in_flight",
+            ),
+            (
+                "FLASHSALE__ORDER_WRITER__BATCHES_IN_FLIGHT",
+                "17",
+                "order_writer.batches_in_flight",
+            ),
+            (
                 "FLASHSALE__GATEWAY__GROUP_COMMIT_MAX",
                 "0",
                 "gateway.group_commit_max",
