@@ -75,7 +75,7 @@ impl App {
         self.port
     }
 
-    /// Consumes until `shutdown` is requested; then readiness turns 503 and the batch in hand is finished,
+    /// Consumes until `shutdown` is requested; then readiness turns 503 and the batches in hand are finished,
     /// the ops server stops once `order_writer.shutdown_delay_ms` has passed too (less if the stop is hurried)
     /// and the publisher closes, all within the delay plus `order_writer.shutdown_grace_ms` (an error past it).
     pub async fn run_until(self, shutdown: impl Into<Shutdown>) -> anyhow::Result<()> {
@@ -132,7 +132,7 @@ impl App {
         let publisher = self.publisher.clone();
         let delayed = shutdown.clone();
         let stop = std::pin::pin!(async move {
-            // The consumer returns once shutdown is requested and the batch in hand is settled; the ops server
+            // The consumer returns once shutdown is requested and the batches in hand are settled; the ops server
             // answers 503 for the whole readiness delay, so probes see the stop before its port closes.
             tokio::join!(consume, delayed.readiness_delay(delay));
             ops_server.stop(true).await;
@@ -156,7 +156,7 @@ impl App {
         if !stopped {
             let _ = tokio::time::timeout(CLOSE_WITHIN, server_handle.stop(false)).await;
             anyhow::bail!(
-                "shutdown took longer than order_writer.shutdown_grace_ms ({} ms); the batch in hand is \
+                "shutdown took longer than order_writer.shutdown_grace_ms ({} ms); the batches in hand are \
                  redelivered",
                 grace.as_millis()
             );
