@@ -3,8 +3,8 @@
 //! the earlier one's deliveries.
 
 use flashsale_broker::{
-    BatchHandler, ConsumeOptions, ConsumerMetrics, HandleError, Message, Names, Publisher,
-    RetryPolicy, Settle, consume_batches,
+    BatchHandler, ConsumeOptions, ConsumerMetrics, HandleError, Message, Names, RetryPolicy,
+    Settle, consume_batches,
 };
 use flashsale_testkit::{TestEnv, eventually};
 use prometheus::Registry;
@@ -53,15 +53,7 @@ fn acked(registry: &Registry) -> u64 {
 async fn a_second_batch_is_handled_while_the_first_is_in_hand_and_acknowledged_only_after_it() {
     let env = TestEnv::new().await;
     let names = Names::new(&env.settings.amqp.prefix);
-    let publisher = Publisher::start(
-        &env.settings.amqp,
-        names.clone(),
-        "test",
-        [60],
-        &Registry::new(),
-    )
-    .await
-    .expect("publisher");
+    let publisher = crate::poison::publisher(&env).await;
     for id in ["first", "second"] {
         publisher
             .publish("reservation.created.w60", id, b"{}")

@@ -5,12 +5,10 @@
 use super::{message, publish};
 use diesel::result::Error as DieselError;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use flashsale_broker::{Names, Publisher};
 use flashsale_domain::{RejectCause, ReservationCreated, SaleId};
 use flashsale_store::admission::{Decisions, Stock, decide_and_write, retry_locked};
 use flashsale_testkit::env::DRAIN;
 use flashsale_testkit::{SaleSpec, TestEnv, eventually};
-use prometheus::Registry;
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -182,15 +180,7 @@ async fn two_batches_in_flight_past_a_sales_recorded_stock_hold_exactly_the_stoc
     })
     .await;
     let sale = sale_of_stock(&env, STOCK).await;
-    let publisher = Publisher::start(
-        &env.settings.amqp,
-        Names::new(&env.settings.amqp.prefix),
-        "test",
-        [60],
-        &Registry::new(),
-    )
-    .await
-    .expect("publisher");
+    let publisher = crate::poison::publisher(&env).await;
     // As if Redis had lost writes and admitted 100 more than the stock: a backlog, so that the writer has
     // two batches in hand from the start.
     for i in 0..MESSAGES {
