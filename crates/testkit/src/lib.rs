@@ -25,6 +25,6 @@ pub use process::{GatewayProcess, OrderWriterProcess, ServiceProcess};
 pub use proxy::TcpProxy;
 pub use queues::QueueCounts;
 pub use redis_server::LocalRedis;
-pub use services::{GatewayClient, GatewayHandle, OrderWriterHandle, Reply};
+pub use services::{GatewayClient, GatewayHandle, OrderWriterHandle, Reply, metrics_text};
 pub use sse::{SseItem, SseStream};
 pub use wait::eventually;

@@ -202,6 +202,16 @@ impl GatewayClient {
     }
 }
 
+/// The Prometheus text a service at `base` serves on `/metrics`.
+pub async fn metrics_text(base: &str) -> String {
+    reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap_or_else(|e| panic!("GET {base}/metrics: {e}"))
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("reading {base}/metrics: {e}"))
+}
+
 impl GatewayHandle {
     /// Group commit so far: (messages published, reservations they carried); (0, 0) before the first.
     pub fn group_commit(&self) -> (u64, u64) {

@@ -78,12 +78,7 @@ async fn two_of_each_service_write_every_order_once_and_release_every_unit_once(
     // The two writers competed for the queue; together they inserted each row once.
     let mut inserted = 0.0;
     for w in &writers {
-        let text = reqwest::get(format!("{}/metrics", w.base))
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("metrics text");
+        let text = flashsale_testkit::metrics_text(&w.base).await;
         let mine: f64 = text
             .lines()
             .find_map(|l| {

@@ -30,15 +30,7 @@ async fn health_readiness_and_metrics() {
     assert_eq!(ready.body["checks"]["amqp"], "ok");
     assert_eq!(ready.body["checks"]["postgres"], "ok");
 
-    let metrics = gw
-        .http
-        .get(format!("{}/metrics", gw.base))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = flashsale_testkit::metrics_text(&gw.base).await;
     assert!(
         metrics.contains(r#"flashsale_reservations_total{outcome="RESERVED"} 1"#),
         "{metrics}"
@@ -57,14 +49,7 @@ async fn health_readiness_and_metrics() {
         .await
         .expect("readyz");
     assert_eq!(w_ready.status(), StatusCode::OK);
-    let w_metrics = http
-        .get(format!("{}/metrics", writer.base))
-        .send()
-        .await
-        .expect("m")
-        .text()
-        .await
-        .expect("t");
+    let w_metrics = flashsale_testkit::metrics_text(&writer.base).await;
     let queue = Names::new(&env.settings.amqp.prefix).order_writer_queue();
     assert!(
         w_metrics.contains(&format!(

@@ -194,12 +194,7 @@ async fn two_batches_in_flight_past_a_sales_recorded_stock_hold_exactly_the_stoc
     let rejected = rows.iter().filter(|r| r.2 == "rejected").count();
     assert_eq!((pending, rejected), (300, 100));
     assert_eq!(env.held(sale).await, STOCK);
-    let metrics = reqwest::get(format!("{}/metrics", writer.base))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = flashsale_testkit::metrics_text(&writer.base).await;
     assert!(
         metrics.lines().any(
             |l| l.starts_with("flashsale_order_writer_locked_retries_total ") && !l.ends_with(" 0")
