@@ -131,7 +131,9 @@ pub struct OverdueRow {
 }
 
 /// `pending_payment` orders whose deadline passed more than `grace_ms` ago, oldest first, at most `limit`.
-/// Served by the partial index `orders_pending_by_deadline`, so the scan never reads settled orders.
+/// Served by the partial index `orders_pending_by_deadline`, bounded by the deadline: the cut-off is taken from
+/// `statement_timestamp()` (stable), not `clock_timestamp()` (volatile, so no index bound: every pass read
+/// every pending order of every sale).
 pub async fn overdue_pending(
     conn: &mut AsyncPgConnection,
     grace_ms: i64,
@@ -140,7 +142,7 @@ pub async fn overdue_pending(
     diesel::sql_query(
         "SELECT id, sale_id, user_id, quantity, amount_minor, created_at, expires_at FROM orders \
          WHERE status = 'pending_payment' \
-           AND expires_at <= clock_timestamp() - $1 * interval '1 millisecond' \
+           AND expires_at <= statement_timestamp() - $1 * interval '1 millisecond' \
          ORDER BY expires_at LIMIT $2",
     )
     .bind::<BigInt, _>(grace_ms)

@@ -35,15 +35,33 @@ pub async fn of_buyer(
 }
 
 /// Which of these ids are already written, with their status (redeliveries and relay re-publishes).
+/// One primary-key probe per id: `id = ANY($1)` with a batch of 2,000 ids was planned as a scan of the whole
+/// table until it held hundreds of thousands of rows (each probe is priced as a random page read), so every
+/// batch of a drop read every order written before it.
 pub async fn statuses(
     conn: &mut AsyncPgConnection,
     ids: &[Uuid],
 ) -> QueryResult<Vec<(Uuid, OrderStatus)>> {
-    orders::table
-        .filter(orders::id.eq_any(ids))
-        .select((orders::id, orders::status))
-        .load(conn)
-        .await
+    use diesel::sql_types::{Array, Text, Uuid as SqlUuid};
+    #[derive(QueryableByName)]
+    struct Written {
+        #[diesel(sql_type = SqlUuid)]
+        id: Uuid,
+        #[diesel(sql_type = Text)]
+        status: OrderStatus,
+    }
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    // LIMIT 1 keeps the subquery a probe per id, as in `active_buyers`.
+    let written: Vec<Written> = diesel::sql_query(
+        "SELECT o.id, o.status FROM unnest($1::uuid[]) AS b(id) \
+         CROSS JOIN LATERAL (SELECT id, status FROM orders WHERE orders.id = b.id LIMIT 1) AS o",
+    )
+    .bind::<Array<SqlUuid>, _>(ids)
+    .load(conn)
+    .await?;
+    Ok(written.into_iter().map(|w| (w.id, w.status)).collect())
 }
 
 /// The active order of each of these `(sale_id, user_id)` pairs that has one, as `(sale_id, user_id, id)`.

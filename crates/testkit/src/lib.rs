@@ -7,6 +7,7 @@ pub mod env;
 pub mod expiry;
 mod inspect;
 pub mod payment;
+pub mod plans;
 pub mod prepare;
 pub mod process;
 pub mod proxy;

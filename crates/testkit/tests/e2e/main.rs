@@ -13,6 +13,7 @@ mod health;
 mod lifecycle;
 mod limits;
 mod loadtest;
+mod lookups;
 mod lost_sale;
 mod openapi;
 mod order_writer;
