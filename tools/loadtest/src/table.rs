@@ -264,13 +264,15 @@ fn broker_messages(dir: &Path) {
 /// Where the machine's CPU went: microseconds of CPU per request, by process, from `<scenario>.cpu` (written
 /// by scripts/bench.sh: "process seconds" a line). Missing files are skipped.
 fn cpu_per_request(dir: &Path, runs: &[(&str, &Value)]) {
-    const PROCESSES: [(&str, &str); 6] = [
+    const PROCESSES: [(&str, &str); 8] = [
         ("loadtest", "client"),
         ("gateway", "gateway"),
         ("redis-server", "redis"),
         ("beam.smp", "rabbitmq"),
         ("postgres", "postgres"),
         ("order-writer", "writer"),
+        ("payment", "payment"),
+        ("expiry", "expiry"),
     ];
     print!("{:<16}", "CPU µs/request");
     for (_, label) in PROCESSES {
