@@ -35,6 +35,20 @@ impl BatchHandler for Gate {
     }
 }
 
+impl Gate {
+    /// Waits until both "first" and "second" reached the handler, in either order (each batch runs in a task
+    /// of its own).
+    async fn handed_both(&self) {
+        let handled = || async {
+            let mut ids = self.handled.lock().expect("lock").clone();
+            ids.sort_unstable();
+            ids
+        };
+        let both = vec!["first".to_owned(), "second".to_owned()];
+        eventually(Duration::from_secs(10), handled, both).await;
+    }
+}
+
 /// `flashsale_messages_total{result="ack"}` of the consumer's registry.
 fn acked(registry: &Registry) -> u64 {
     registry
@@ -121,18 +135,7 @@ async fn a_second_batch_is_handled_while_the_first_is_in_hand_and_acknowledged_o
     let running = Running::start(&env, Arc::clone(&gate));
     let registry = &running.registry;
 
-    // Each batch runs in a task of its own: they may reach the handler in either order.
-    let handled = || async {
-        let mut ids = gate.handled.lock().expect("lock").clone();
-        ids.sort_unstable();
-        ids
-    };
-    eventually(
-        Duration::from_secs(10),
-        handled,
-        vec!["first".to_owned(), "second".to_owned()],
-    )
-    .await;
+    gate.handed_both().await;
     // "second" is done, but its ack would cover "first": nothing is acknowledged while "first" is in hand.
     assert_eq!(acked(registry), 0);
     gate.release.notify_one();
@@ -191,17 +194,7 @@ async fn a_shutdown_during_a_retry_backoff_leaves_the_later_batch_unacknowledged
     let next = Arc::new(Gate::default());
     next.release.notify_one();
     let running = Running::start(&env, Arc::clone(&next));
-    let handled = || async {
-        let mut ids = next.handled.lock().expect("lock").clone();
-        ids.sort_unstable();
-        ids
-    };
-    eventually(
-        Duration::from_secs(10),
-        handled,
-        vec!["first".to_owned(), "second".to_owned()],
-    )
-    .await;
+    next.handed_both().await;
     eventually(
         Duration::from_secs(10),
         || async { acked(&running.registry) },
